@@ -1,0 +1,116 @@
+/*  ticket_store.h — tickets in Redis: create, load, history, and a
+    compare-and-set change, each one script in one round trip.
+
+    Layout (all keys of a ticket carry its bucket's hash tag {bNN}, so one
+    script touches one Cluster slot; see docs/ARCHITECTURE.md):
+
+        t:{bNN}:ID              hash  pb (Ticket), v (version), st (state)
+        ev:{bNN}:ID             list  TicketEvent, oldest first
+        idem:{bNN}:KEY          string ID, with a TTL
+        seq:{bNN}:YYYYMMDD      counter behind the ids of that day
+        inbox:{bNN}             zset  ID -> received ms: doorbell not yet handled
+        opq:{bNN}               zset  ID -> ms: operators' queue (needs_review)
+        idx:{bNN}:all           zset  ID -> created ms
+        idx:{bNN}:st:STATE      zset  ID -> created ms
+        idx:{bNN}:dept:DEPT     zset  ID -> created ms (primary department)
+        idx:{bNN}:grid:CODE     zset  ID -> created ms (every code of the path)
+
+    The store keeps the idx:* and opq sets true on every write: callers never
+    touch them. Callers add their own keys of the same bucket (dispatch
+    records, timers) to a change through ts_ops_t, so they commit atomically
+    with the ticket. */
+
+#ifndef CIVICBUS_TICKET_STORE_H
+#define CIVICBUS_TICKET_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "civicbus/redis.h"
+#include "civicbus/ticket_fsm.h"
+
+typedef Civicbus__V1__TicketEvent cb_event_t;
+
+//  Results. Negative: the store could not answer; positive: an answer other
+//  than plain success.
+enum {
+    TS_OK = 0,
+    TS_REPEAT = 1,         //  create: the idempotency key was seen; id of the first
+    TS_NOT_FOUND = 2,      //  no such ticket
+    TS_CONFLICT = 3,       //  apply: the version moved; reload and decide again
+    TS_REFUSED = 4,        //  transition: the state machine said no (see outcome)
+    TS_ERROR = -1,         //  bad reply or encoding failure (a bug or corruption)
+    TS_UNAVAILABLE = -2,   //  Redis unreachable: answer 503 / retry later
+};
+
+typedef struct _ticket_store_t ticket_store_t;
+typedef struct _ts_ops_t ts_ops_t;
+
+//  One history entry to append with a change.
+typedef struct {
+    const char *type;                //  "accept", "dispatch", ... (ticket_event_name)
+    const ticket_actor_t *actor;
+    cb_state_t from, to;
+    const char *note;                //  may be NULL; masked by the caller if it holds personal data
+    const char *payload_json;        //  may be NULL
+} ts_event_t;
+
+//  The store uses `redis` (it does not own it) from the calling thread only.
+ticket_store_t *ticket_store_new (cb_redis_t *redis);
+void ticket_store_destroy (ticket_store_t **self_p);
+
+//  Stores a new ticket as RECEIVED with version 1, its first event
+//  ("received"), the idempotency key (`idem_key`, kept `idem_ttl_s` seconds),
+//  the inbox entry and the indexes, in one script. The bucket comes from
+//  idem_key. On TS_OK the ticket's id, state, version, created_ms, updated_ms
+//  and event_count are set. On TS_REPEAT `id_out` holds the first ticket's id
+//  and nothing was written. `district` prefixes the id (digits only).
+int ticket_store_create (ticket_store_t *self, cb_ticket_t *ticket, const char *district,
+                         const char *idem_key, int idem_ttl_s, const ticket_actor_t *actor,
+                         int64_t now_ms, char *id_out, size_t id_cap);
+
+//  Loads a ticket (caller frees with civicbus__v1__ticket__free_unpacked).
+//  TS_OK, TS_NOT_FOUND (also for text that is not a ticket id), TS_UNAVAILABLE.
+int ticket_store_load (ticket_store_t *self, const char *id, cb_ticket_t **ticket);
+//  Loads the history, oldest first; free with ticket_store_free_events.
+int ticket_store_history (ticket_store_t *self, const char *id, cb_event_t ***events,
+                          size_t *count);
+void ticket_store_free_events (cb_event_t **events, size_t count);
+
+//  Stores `after` in place of `before` if the stored version is still
+//  before->version, with `events` appended (sequence numbers assigned), the
+//  indexes moved, and `ops` run, all in one script. Sets after->version and
+//  after->event_count. TS_OK, TS_CONFLICT, TS_NOT_FOUND, TS_UNAVAILABLE.
+int ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t *after,
+                        const ts_event_t *events, size_t n_events, ts_ops_t *ops);
+
+//  Load, run the state machine, store; repeats on a version conflict (up to
+//  `tries`, at least 1). On TS_OK, *after (if not NULL) gets the stored
+//  ticket (caller frees). TS_REFUSED fills outcome->code and ->reason.
+//  `ops_for` (may be NULL) adds keys to the change once the outcome is known.
+typedef void (ts_ops_fn) (const cb_ticket_t *after, const ticket_outcome_t *outcome,
+                          ts_ops_t *ops, void *arg);
+int ticket_store_transition (ticket_store_t *self, const char *id, const ticket_input_t *input,
+                             const ticket_actor_t *actor, int64_t now_ms, int tries,
+                             ts_ops_fn *ops_for, void *ops_arg,
+                             ticket_outcome_t *outcome, cb_ticket_t **after);
+
+//  Extra writes of a change, all in the ticket's bucket.
+ts_ops_t *ts_ops_new (void);
+void ts_ops_destroy (ts_ops_t **self_p);
+int ts_ops_zadd (ts_ops_t *self, const char *key, int64_t score, const char *member);
+int ts_ops_zrem (ts_ops_t *self, const char *key, const char *member);
+int ts_ops_hset (ts_ops_t *self, const char *key, const char *field, const char *value);
+int ts_ops_hdel (ts_ops_t *self, const char *key, const char *field);
+int ts_ops_del (ts_ops_t *self, const char *key);
+size_t ts_ops_count (const ts_ops_t *self);
+
+//  A deep copy (pack and unpack), freed with civicbus__v1__ticket__free_unpacked.
+cb_ticket_t *ticket_clone (const cb_ticket_t *ticket);
+
+//  Key names: "t:{b07}:ID" and the like, for a ticket id. 0, or -1 when `id`
+//  is not a ticket id.
+int ts_key (char *buf, size_t cap, const char *prefix, const char *id);
+//  "inbox:{b07}", "opq:{b07}", ... for a bucket.
+void ts_bucket_key (char *buf, size_t cap, const char *prefix, int bucket);
+
+#endif

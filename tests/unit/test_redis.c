@@ -1,0 +1,117 @@
+/*  test_redis.c — the Redis wrapper: URL parsing, errors as values,
+    pipelining, scripts and NOSCRIPT after a restart. */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "civicbus/redis.h"
+#include "test_redis.h"
+
+static void
+test_url_parsing (void **state)
+{
+    (void) state;
+    char err [128];
+    cb_redis_t *redis = cb_redis_new ("redis://:s3cret@10.1.2.3:6390/2", 100, err, sizeof err);
+    assert_non_null (redis);
+    assert_string_equal (cb_redis_where (redis), "10.1.2.3:6390");
+    cb_redis_destroy (&redis);
+    cb_redis_destroy (&redis);
+    assert_null (redis);
+    redis = cb_redis_new ("redis://localhost", 100, err, sizeof err);
+    assert_non_null (redis);
+    assert_string_equal (cb_redis_where (redis), "localhost:6379");
+    cb_redis_destroy (&redis);
+    const char *bad [] = { "http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h:1/99",
+                           "redis://h:12x", NULL };
+    for (int i = 0; bad [i]; i++) {
+        err [0] = 0;
+        assert_null (cb_redis_new (bad [i], 100, err, sizeof err));
+        assert_true (strlen (err) > 0);
+    }
+}
+
+static void
+test_unreachable_is_a_value (void **state)
+{
+    (void) state;
+    char err [128];
+    int port = test_free_port ();
+    char url [64];
+    snprintf (url, sizeof url, "redis://127.0.0.1:%d", port);
+    cb_redis_t *redis = cb_redis_new (url, 200, err, sizeof err);
+    assert_non_null (redis);
+    assert_int_equal (cb_redis_connect (redis), -1);
+    assert_false (cb_redis_connected (redis));
+    assert_null (cb_redis_command (redis, "PING"));
+    assert_non_null (strstr (cb_redis_error (redis), "refused"));
+    assert_int_equal (cb_redis_connect_retry (redis, 120), -1);
+    cb_redis_destroy (&redis);
+}
+
+static void
+test_commands_pipeline_scripts (void **state)
+{
+    (void) state;
+    test_redis_t server;
+    assert_int_equal (test_redis_start (&server), 0);
+    char err [128];
+    cb_redis_t *redis = cb_redis_new (server.url, 2000, err, sizeof err);
+    assert_int_equal (cb_redis_connect_retry (redis, 5000), 0);
+
+    redisReply *reply = cb_redis_command (redis, "SET %s %s", "k", "v");
+    assert_non_null (reply);
+    freeReplyObject (reply);
+    //  An error reply is a reply, not NULL.
+    reply = cb_redis_command (redis, "INCR k");
+    assert_non_null (reply);
+    assert_int_equal (reply->type, REDIS_REPLY_ERROR);
+    assert_true (cb_reply_is_error (reply, "ERR"));
+    freeReplyObject (reply);
+
+    for (int i = 0; i < 100; i++)
+        assert_int_equal (cb_redis_append (redis, "RPUSH list %d", i), 0);
+    for (int i = 0; i < 100; i++) {
+        reply = cb_redis_get_reply (redis);
+        assert_non_null (reply);
+        assert_int_equal (reply->integer, i + 1);
+        freeReplyObject (reply);
+    }
+
+    cb_script_t script = CB_SCRIPT ("return redis.call('LLEN', KEYS[1]) + tonumber(ARGV[1])");
+    const char *argv [] = { "list", "5" };
+    reply = cb_redis_eval (redis, &script, 1, 2, argv, NULL);
+    assert_non_null (reply);
+    assert_int_equal (reply->integer, 105);
+    freeReplyObject (reply);
+    assert_int_equal (strlen (script.sha), 40);
+
+    //  After a restart the script cache is empty: eval reloads it.
+    assert_int_equal (test_redis_restart (&server), 0);
+    reply = cb_redis_eval (redis, &script, 1, 2, argv, NULL);
+    if (!reply)   //  the first call after a restart finds the old socket dead
+        reply = cb_redis_eval (redis, &script, 1, 2, argv, NULL);
+    assert_non_null (reply);
+    assert_int_equal (reply->type, REDIS_REPLY_INTEGER);
+    freeReplyObject (reply);
+
+    cb_redis_destroy (&redis);
+    test_redis_stop (&server);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_url_parsing),
+        cmocka_unit_test (test_unreachable_is_a_value),
+        cmocka_unit_test (test_commands_pipeline_scripts),
+    };
+    return cmocka_run_group_tests (tests, NULL, NULL);
+}

@@ -1,0 +1,317 @@
+/*  test_ticket_store.c — the ticket store against a real redis-server:
+    create with idempotency, load, history, compare-and-set, the indexes the
+    store maintains, extra ops, and what happens while Redis is away. */
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "civicbus/ticket_store.h"
+#include "civicbus/ticket_id.h"
+#include "civicbus/pbutil.h"
+#include "test_redis.h"
+
+typedef struct {
+    test_redis_t server;
+    cb_redis_t *redis;
+    ticket_store_t *store;
+} fixture_t;
+
+static const ticket_actor_t s_app = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, "demo-app", "Demo app" };
+static const ticket_actor_t s_system = { CIVICBUS__V1__ACTOR_KIND__ACTOR_SYSTEM, "dispatcher", NULL };
+static const int64_t s_now = 1790755200000LL;     //  2026-09-30T16:00+08:00
+
+static int
+s_setup (void **state)
+{
+    fixture_t *f = calloc (1, sizeof *f);
+    if (!f || test_redis_start (&f->server))
+        return -1;
+    char err [256];
+    f->redis = cb_redis_new (f->server.url, 2000, err, sizeof err);
+    f->store = f->redis ? ticket_store_new (f->redis) : NULL;
+    *state = f;
+    return f->store ? 0 : -1;
+}
+
+static int
+s_teardown (void **state)
+{
+    fixture_t *f = *state;
+    ticket_store_destroy (&f->store);
+    cb_redis_destroy (&f->redis);
+    test_redis_stop (&f->server);
+    free (f);
+    return 0;
+}
+
+static cb_ticket_t *
+s_new_ticket (const char *category)
+{
+    cb_ticket_t *t = calloc (1, sizeof *t);
+    civicbus__v1__ticket__init (t);
+    t->source = CIVICBUS__V1__SOURCE__SOURCE_APP;
+    t->request_type = CIVICBUS__V1__REQUEST_TYPE__COMPLAINT;
+    pb_set_string (&t->category, category);
+    pb_set_string (&t->description, "路灯不亮，晚上很黑");
+    t->location = calloc (1, sizeof *t->location);
+    civicbus__v1__location__init (t->location);
+    t->location->has_point = true;
+    t->location->lat = 32.0;
+    t->location->lon = 118.7;
+    pb_set_string (&t->location->grid_code, "320105001001001");
+    pb_strv_push (&t->location->n_grid_path, &t->location->grid_path, "320105");
+    pb_strv_push (&t->location->n_grid_path, &t->location->grid_path, "320105001");
+    pb_strv_push (&t->location->n_grid_path, &t->location->grid_path, "320105001001");
+    pb_strv_push (&t->location->n_grid_path, &t->location->grid_path, "320105001001001");
+    t->reporter = calloc (1, sizeof *t->reporter);
+    civicbus__v1__reporter__init (t->reporter);
+    pb_set_string (&t->reporter->name, "张三");
+    pb_set_string (&t->reporter->phone, "13812345678");
+    return t;
+}
+
+static long long
+s_zcard (fixture_t *f, const char *key)
+{
+    redisReply *reply = cb_redis_command (f->redis, "ZCARD %s", key);
+    assert_non_null (reply);
+    long long n = reply->integer;
+    freeReplyObject (reply);
+    return n;
+}
+
+static void
+test_create_load_history (void **state)
+{
+    fixture_t *f = *state;
+    cb_ticket_t *t = s_new_ticket ("U0101");
+    char id [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, t, "320105", "app:key-1", 3600, &s_app,
+                                           s_now, id, sizeof id), TS_OK);
+    assert_string_equal (t->id, id);
+    assert_int_equal (strncmp (id, "320105-20260930-", 16), 0);
+    assert_int_equal (ticket_id_bucket (id), cb_bucket_for_key ("app:key-1"));
+    assert_int_equal (t->state, CIVICBUS__V1__TICKET_STATE__RECEIVED);
+    assert_int_equal (t->version, 1);
+
+    cb_ticket_t *loaded = NULL;
+    assert_int_equal (ticket_store_load (f->store, id, &loaded), TS_OK);
+    assert_string_equal (loaded->id, id);
+    assert_string_equal (loaded->category, "U0101");
+    assert_string_equal (loaded->reporter->phone, "13812345678");
+    assert_int_equal (loaded->created_ms, s_now);
+    assert_int_equal (loaded->version, 1);
+
+    cb_event_t **events;
+    size_t count;
+    assert_int_equal (ticket_store_history (f->store, id, &events, &count), TS_OK);
+    assert_int_equal (count, 1);
+    assert_string_equal (events [0]->ticket_id, id);
+    assert_string_equal (events [0]->type, "received");
+    assert_int_equal (events [0]->sequence, 1);
+    assert_string_equal (events [0]->actor->id, "demo-app");
+    assert_int_equal (events [0]->to_state, CIVICBUS__V1__TICKET_STATE__RECEIVED);
+    ticket_store_free_events (events, count);
+
+    //  Inbox and indexes in the ticket's bucket.
+    char key [64];
+    ts_bucket_key (key, sizeof key, "inbox", ticket_id_bucket (id));
+    assert_int_equal (s_zcard (f, key), 1);
+    snprintf (key, sizeof key, "idx:{b%02d}:st:RECEIVED", ticket_id_bucket (id));
+    assert_int_equal (s_zcard (f, key), 1);
+    snprintf (key, sizeof key, "idx:{b%02d}:grid:320105001", ticket_id_bucket (id));
+    assert_int_equal (s_zcard (f, key), 1);
+
+    civicbus__v1__ticket__free_unpacked (loaded, NULL);
+    civicbus__v1__ticket__free_unpacked (t, NULL);
+}
+
+static void
+test_idempotent_repeat (void **state)
+{
+    fixture_t *f = *state;
+    cb_ticket_t *t = s_new_ticket ("U0102");
+    char first [CB_TICKET_ID_MAX], again [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, t, "320105", "hotline:GD-0001", 3600, &s_app,
+                                           s_now, first, sizeof first), TS_OK);
+    cb_ticket_t *u = s_new_ticket ("U0102");
+    assert_int_equal (ticket_store_create (f->store, u, "320105", "hotline:GD-0001", 3600, &s_app,
+                                           s_now + 5, again, sizeof again), TS_REPEAT);
+    assert_string_equal (first, again);
+    //  Nothing new was written: the repeat did not get an id.
+    assert_true (pb_string_is_empty (u->id));
+    //  Different keys give different ids, also in the same bucket.
+    cb_ticket_t *v = s_new_ticket ("U0102");
+    char other [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, v, "320105", "hotline:GD-0002", 3600, &s_app,
+                                           s_now, other, sizeof other), TS_OK);
+    assert_string_not_equal (first, other);
+    civicbus__v1__ticket__free_unpacked (t, NULL);
+    civicbus__v1__ticket__free_unpacked (u, NULL);
+    civicbus__v1__ticket__free_unpacked (v, NULL);
+}
+
+static void
+s_add_dispatch_ops (const cb_ticket_t *after, const ticket_outcome_t *outcome, ts_ops_t *ops, void *arg)
+{
+    (void) outcome;
+    (void) arg;
+    char key [96];
+    ts_key (key, sizeof key, "dsp", after->id);
+    ts_ops_hset (ops, key, after->department, "d-1");
+}
+
+static void
+test_apply_cas_and_indexes (void **state)
+{
+    fixture_t *f = *state;
+    cb_ticket_t *t = s_new_ticket ("U0103");
+    char id [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, t, "320105", "app:cas", 3600, &s_app,
+                                           s_now, id, sizeof id), TS_OK);
+    int bucket = ticket_id_bucket (id);
+
+    ticket_input_t accept = { .kind = TEV_ACCEPT };
+    ticket_outcome_t outcome;
+    cb_ticket_t *after = NULL;
+    assert_int_equal (ticket_store_transition (f->store, id, &accept, &s_system, s_now + 1000, 3,
+                                               NULL, NULL, &outcome, &after), TS_OK);
+    assert_int_equal (after->state, CIVICBUS__V1__TICKET_STATE__ACCEPTED);
+    assert_int_equal (after->version, 2);
+    civicbus__v1__ticket__free_unpacked (after, NULL);
+
+    ticket_input_t dispatch = { .kind = TEV_DISPATCH, .department = "urban" };
+    assert_int_equal (ticket_store_transition (f->store, id, &dispatch, &s_system, s_now + 2000, 3,
+                                               s_add_dispatch_ops, NULL, &outcome, &after), TS_OK);
+    assert_int_equal (after->state, CIVICBUS__V1__TICKET_STATE__DISPATCHED);
+    assert_int_equal (after->version, 3);
+    assert_int_equal (after->event_count, 3);
+    civicbus__v1__ticket__free_unpacked (after, NULL);
+
+    char key [96];
+    snprintf (key, sizeof key, "idx:{b%02d}:st:RECEIVED", bucket);
+    long long received = s_zcard (f, key);
+    snprintf (key, sizeof key, "idx:{b%02d}:st:DISPATCHED", bucket);
+    assert_int_equal (s_zcard (f, key), 1);
+    snprintf (key, sizeof key, "idx:{b%02d}:dept:urban", bucket);
+    assert_int_equal (s_zcard (f, key), 1);
+    ts_key (key, sizeof key, "dsp", id);
+    redisReply *reply = cb_redis_command (f->redis, "HGET %s urban", key);
+    assert_non_null (reply);
+    assert_string_equal (reply->str, "d-1");
+    freeReplyObject (reply);
+    (void) received;
+
+    //  A refusal stores nothing.
+    ticket_input_t close = { .kind = TEV_VERIFY };
+    ticket_actor_t dept = { CIVICBUS__V1__ACTOR_KIND__ACTOR_DEPARTMENT, "urban", NULL };
+    assert_int_equal (ticket_store_transition (f->store, id, &close, &dept, s_now + 3000, 3,
+                                               NULL, NULL, &outcome, &after), TS_REFUSED);
+    assert_null (after);
+    assert_true (strlen (outcome.reason) > 0);
+
+    //  A stale version conflicts.
+    cb_ticket_t *before = NULL, *changed = NULL;
+    assert_int_equal (ticket_store_load (f->store, id, &before), TS_OK);
+    changed = ticket_clone (before);
+    before->version = 1;
+    assert_int_equal (ticket_store_apply (f->store, before, changed, NULL, 0, NULL), TS_CONFLICT);
+    assert_int_equal (changed->version, 1);
+    civicbus__v1__ticket__free_unpacked (before, NULL);
+    civicbus__v1__ticket__free_unpacked (changed, NULL);
+
+    cb_event_t **events;
+    size_t count;
+    assert_int_equal (ticket_store_history (f->store, id, &events, &count), TS_OK);
+    assert_int_equal (count, 3);
+    assert_string_equal (events [1]->type, "accept");
+    assert_string_equal (events [2]->type, "dispatch");
+    assert_int_equal (events [2]->sequence, 3);
+    assert_int_equal (events [2]->from_state, CIVICBUS__V1__TICKET_STATE__ACCEPTED);
+    ticket_store_free_events (events, count);
+    civicbus__v1__ticket__free_unpacked (t, NULL);
+}
+
+static void
+test_operator_queue_follows_flags (void **state)
+{
+    fixture_t *f = *state;
+    cb_ticket_t *t = s_new_ticket ("X9999");
+    char id [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, t, "320105", "app:review", 3600, &s_app,
+                                           s_now, id, sizeof id), TS_OK);
+    char key [64];
+    ts_bucket_key (key, sizeof key, "opq", ticket_id_bucket (id));
+    assert_int_equal (s_zcard (f, key), 0);
+    cb_ticket_t *after = ticket_clone (t);
+    after->needs_review = true;
+    pb_set_string (&after->review_reason, "unknown category X9999");
+    ts_event_t ev = { "review", &s_system, after->state, after->state, "unknown category", NULL };
+    assert_int_equal (ticket_store_apply (f->store, t, after, &ev, 1, NULL), TS_OK);
+    assert_int_equal (s_zcard (f, key), 1);
+    civicbus__v1__ticket__free_unpacked (after, NULL);
+    civicbus__v1__ticket__free_unpacked (t, NULL);
+}
+
+static void
+test_not_found_and_bad_ids (void **state)
+{
+    fixture_t *f = *state;
+    cb_ticket_t *t = NULL;
+    assert_int_equal (ticket_store_load (f->store, "320105-20260930-999999999", &t), TS_NOT_FOUND);
+    assert_int_equal (ticket_store_load (f->store, "../../etc", &t), TS_NOT_FOUND);
+    assert_null (t);
+    cb_event_t **events;
+    size_t count;
+    assert_int_equal (ticket_store_history (f->store, "nope", &events, &count), TS_NOT_FOUND);
+}
+
+static void
+test_unavailable_then_recovers (void **state)
+{
+    fixture_t *f = *state;
+    //  fsync every write, so a kill -9 right after the answer loses nothing.
+    redisReply *reply = cb_redis_command (f->redis, "CONFIG SET appendfsync always");
+    assert_non_null (reply);
+    freeReplyObject (reply);
+    cb_ticket_t *t = s_new_ticket ("U0104");
+    char id [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, t, "320105", "app:durable", 3600, &s_app,
+                                           s_now, id, sizeof id), TS_OK);
+    test_redis_kill (&f->server, 1);
+    cb_ticket_t *loaded = NULL;
+    assert_int_equal (ticket_store_load (f->store, id, &loaded), TS_UNAVAILABLE);
+    cb_ticket_t *u = s_new_ticket ("U0104");
+    char other [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, u, "320105", "app:while-down", 3600, &s_app,
+                                           s_now, other, sizeof other), TS_UNAVAILABLE);
+    assert_int_equal (test_redis_restart (&f->server), 0);
+    //  Scripts are gone after a restart: NOSCRIPT is handled transparently.
+    assert_int_equal (ticket_store_load (f->store, id, &loaded), TS_OK);
+    assert_string_equal (loaded->id, id);
+    assert_int_equal (ticket_store_create (f->store, u, "320105", "app:while-down", 3600, &s_app,
+                                           s_now, other, sizeof other), TS_OK);
+    civicbus__v1__ticket__free_unpacked (loaded, NULL);
+    civicbus__v1__ticket__free_unpacked (u, NULL);
+    civicbus__v1__ticket__free_unpacked (t, NULL);
+}
+
+int
+main (void)
+{
+    const struct CMUnitTest tests [] = {
+        cmocka_unit_test (test_create_load_history),
+        cmocka_unit_test (test_idempotent_repeat),
+        cmocka_unit_test (test_apply_cas_and_indexes),
+        cmocka_unit_test (test_operator_queue_follows_flags),
+        cmocka_unit_test (test_not_found_and_bad_ids),
+        cmocka_unit_test (test_unavailable_then_recovers),
+    };
+    return cmocka_run_group_tests (tests, s_setup, s_teardown);
+}
