@@ -2,6 +2,8 @@
 
 #include "civicbus/service.h"
 #include "civicbus/log.h"
+#include "civicbus/redis.h"
+#include "civicbus/clock.h"
 
 #include <czmq.h>
 #include <signal.h>
@@ -175,4 +177,38 @@ void
 cb_service_request_stop (void)
 {
     s_stopping = 1;
+}
+
+int
+cb_service_idle (const cb_config_t *config, const char *what_is_missing, int check_ms)
+{
+    char err [256];
+    cb_redis_t *redis = cb_redis_new (cb_config_str (config, "CIVICBUS_REDIS_URL"),
+                                      (int) cb_config_int (config, "CIVICBUS_REDIS_TIMEOUT_MS"),
+                                      err, sizeof err);
+    if (!redis) {
+        cb_log (CB_LOG_ERROR, "bad CIVICBUS_REDIS_URL", "error", err, NULL);
+        return 2;
+    }
+    cb_log (CB_LOG_INFO, "ready", "redis", cb_redis_where (redis), "note", what_is_missing, NULL);
+    bool up = true;
+    int64_t next_check = 0;
+    while (!cb_service_stopping ()) {
+        if (cb_clock_mono_ms () >= next_check) {
+            redisReply *reply = cb_redis_command (redis, "PING");
+            bool now_up = reply != NULL;
+            if (reply)
+                freeReplyObject (reply);
+            if (now_up != up)
+                cb_log (now_up ? CB_LOG_INFO : CB_LOG_WARN,
+                        now_up ? "redis reachable again" : "redis unreachable",
+                        "error", now_up ? "" : cb_redis_error (redis), NULL);
+            up = now_up;
+            next_check = cb_clock_mono_ms () + check_ms;
+        }
+        zclock_sleep (50);
+    }
+    cb_log (CB_LOG_INFO, "stopped", NULL);
+    cb_redis_destroy (&redis);
+    return 0;
 }

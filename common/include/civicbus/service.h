@@ -34,6 +34,13 @@ const char *cb_service_arg (int argc, char **argv, const char *name);
 //  True when "--name" is present.
 bool cb_service_flag (int argc, char **argv, const char *name);
 
+//  Waits until SIGTERM or SIGINT, checking every `check_ms` that Redis still
+//  answers (logged when it stops or starts answering). For binaries whose
+//  work is not built yet: they start, show their configuration is valid,
+//  report ready, and stop cleanly, so deployment and supervision can be
+//  exercised end to end. Returns 0.
+int cb_service_idle (const cb_config_t *config, const char *what_is_missing, int check_ms);
+
 //  SIGTERM/SIGINT set the stop flag; SIGPIPE is ignored. Also tells czmq not
 //  to install its own handlers, so there is one notion of "stopping".
 void cb_service_install_signals (void);
