@@ -1,0 +1,57 @@
+/*  citydata.h — the city's grids and dispatch catalogue: stored in Redis by
+    `civicbus grids load` / `civicbus catalog load`, cached by every service
+    that needs them, and reloaded when they change.
+
+    Redis keys (global, not per bucket: read by all, written rarely):
+        cfg:grids     hash  json (GeoJSON text), version, loaded_ms, count
+        cfg:catalog   hash  json, version, loaded_ms, count
+    A load validates the text first (the same parser the services use), so a
+    bad file never reaches Redis and never breaks a running service.
+
+    The cache hands out reference-counted snapshots: a request thread works on
+    one consistent (grids, catalogue) pair while a refresh swaps in a new
+    pair; the old one is freed when its last reader releases it. */
+
+#ifndef CIVICBUS_CITYDATA_H
+#define CIVICBUS_CITYDATA_H
+
+#include <stdint.h>
+#include "civicbus/redis.h"
+#include "civicbus/grid_index.h"
+#include "civicbus/catalog.h"
+
+typedef struct _citydata_t citydata_t;
+
+typedef struct {
+    grid_index_t *grids;      //  NULL until grids are loaded
+    catalog_t *catalog;       //  NULL until a catalogue is loaded
+    int64_t grids_version;
+    int64_t catalog_version;
+} citydata_snapshot_t;
+
+//  Validates `text` as GeoJSON grids (or a catalogue) and stores it with a
+//  new version. Returns 0 with *version set, -1 with err naming the problem
+//  (a validation error from the parser, or Redis unavailable).
+int citydata_store_grids (cb_redis_t *redis, const char *text, size_t len,
+                          int64_t *version, char *err, size_t errcap);
+int citydata_store_catalog (cb_redis_t *redis, const char *text, size_t len,
+                            int64_t *version, char *err, size_t errcap);
+//  Reads the stored text (caller frees) and version; NULL when none.
+char *citydata_fetch (cb_redis_t *redis, const char *what /* "grids" or "catalog" */,
+                      int64_t *version);
+
+citydata_t *citydata_new (void);
+void citydata_destroy (citydata_t **self_p);
+
+//  Checks the stored versions (one round trip) and reloads what changed.
+//  Returns 1 when something was reloaded, 0 when nothing changed, -1 when
+//  Redis could not be read or stored data does not parse (the previous
+//  snapshot stays in use and the error is logged). Call it from one thread.
+int citydata_refresh (citydata_t *self, cb_redis_t *redis);
+
+//  The current snapshot, held until released. Never NULL; its members may be
+//  NULL before anything was loaded. Thread-safe.
+citydata_snapshot_t *citydata_acquire (citydata_t *self);
+void citydata_release (citydata_t *self, citydata_snapshot_t **snap_p);
+
+#endif
