@@ -1,0 +1,592 @@
+/*  civicbus-dispatcher — takes each doorbell from the intake, loads the
+    ticket, accepts it and routes it by the dispatch catalogue, and stores
+    the DISPATCHED ticket with its pending dispatch records in one
+    compare-and-set change (DESIGN.md, "dispatcher"). Sweeps the inbox for
+    doorbells it missed. Active/standby: only the holder of the Redis lease
+    `lease:dispatcher` binds its sockets and acts.
+
+    configure -> connect Redis -> (standby: try the lease every lease/3)
+              -> active: bind PULL doorbell, ROUTER adapters, PUB events;
+                 sweep; loop { doorbells, sweep every CIVICBUS_SWEEP_MS,
+                 renew every lease/3 } -> on a failed renewal, unbind and
+                 go back to standby -> on SIGTERM release the lease, stop.
+
+    Why a paused or partitioned old holder cannot double-dispatch: the lease
+    only decides who *tries*. Before each ticket the holder checks its local
+    lease deadline (lease.h: counted from before the last successful renewal
+    was sent, so Redis expires the key no earlier) and renews when due. A
+    process frozen past that deadline (GC-like stall, SIGSTOP, a slow disk)
+    may still be in the middle of handling one ticket when it wakes up; its
+    write is then a compare-and-set on the ticket version it loaded
+    (ticket_store_apply). If the new holder dispatched the ticket meanwhile,
+    the version moved and the old write fails with TS_CONFLICT; on reload
+    the old holder sees DISPATCHED and leaves it. Both writers cannot
+    succeed from one version, so each ticket gets one "dispatch" event and
+    one set of dispatch records: at worst the old holder loses the race.
+
+    The ROUTER socket for the department adapters is bound with the others
+    so adapters can connect to the active dispatcher; the department
+    protocol (HELLO, orders from dspq:{bNN}, replies) comes with the next
+    issue: until then messages on it are read and dropped. */
+
+#include "civicbus/bus.h"
+#include "civicbus/citydata.h"
+#include "civicbus/clock.h"
+#include "civicbus/codec.h"
+#include "civicbus/config.h"
+#include "civicbus/dispatch.h"
+#include "civicbus/lease.h"
+#include "civicbus/log.h"
+#include "civicbus/redis.h"
+#include "civicbus/service.h"
+#include "civicbus/ticket_id.h"
+#include "civicbus/ticket_store.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LEASE_KEY            "lease:dispatcher"
+#define SWEEP_PER_BUCKET     32      //  bounds one sweep to 64 x 32 tickets
+#define SWEEP_MIN_AGE_MS     1000    //  younger entries still have a doorbell in flight
+#define DOORBELLS_PER_TURN   256     //  then the loop looks at the lease and the sweep
+#define CONFLICT_TRIES       5       //  reload-and-decide rounds per ticket
+#define REFRESH_MS           3000    //  citydata version check
+#define STATS_MS             30000
+#define POLL_MS              100
+
+static const cb_setting_t s_settings [] = {
+    { "CIVICBUS_DISPATCHER_ID", "", CB_SETTING_STRING, 0, 0,
+      "this instance's lease holder id (default hostname-pid); unique per process" },
+    { "CIVICBUS_DOORBELL_BIND", "tcp://127.0.0.1:5551", CB_SETTING_ENDPOINTS, 0, 0,
+      "PULL endpoint the intake rings (bound only while active)" },
+    { "CIVICBUS_ADAPTER_BIND", "tcp://127.0.0.1:5552", CB_SETTING_ENDPOINTS, 0, 0,
+      "ROUTER endpoint for department adapters (bound only while active)" },
+    { "CIVICBUS_EVENTS_BIND", "tcp://127.0.0.1:5553", CB_SETTING_ENDPOINTS, 0, 0,
+      "PUB endpoint for ticket events, topic ticket.<event> (bound only while active)" },
+    { "CIVICBUS_LEASE_MS", "3000", CB_SETTING_INT, 300, 600000,
+      "lease time: a standby takes over this long after the active one died" },
+    { "CIVICBUS_SWEEP_MS", "2000", CB_SETTING_INT, 50, 600000,
+      "how often the inbox is swept for missed doorbells" },
+    CB_SETTINGS_COMMON,
+    { .name = NULL }
+};
+
+static const cb_service_info_t s_info = {
+    "dispatcher",
+    "Accepts and routes new tickets by the dispatch catalogue and records the\n"
+    "pending dispatch per department. Run two for availability: the one holding\n"
+    "the Redis lease acts, the other waits and takes over when it lapses.",
+    NULL,
+    s_settings
+};
+
+typedef struct {
+    uint64_t doorbells;      //  doorbells received
+    uint64_t handled;        //  tickets looked at (doorbell or sweep)
+    uint64_t dispatched;     //  stored as DISPATCHED
+    uint64_t review;         //  stored for the operators (hold or no owner)
+    uint64_t skipped;        //  redeliveries of handled tickets
+    uint64_t conflicts;      //  compare-and-set lost: reloaded
+    uint64_t swept;          //  tickets found by sweeps
+    uint64_t unavailable;    //  left in the inbox because Redis failed
+} stats_t;
+
+typedef struct {
+    const cb_config_t *config;
+    char id [128];
+    int lease_ms;
+    int sweep_ms;
+    cb_redis_t *redis;
+    ticket_store_t *store;
+    citydata_t *citydata;
+    lease_t *lease;
+    ticket_actor_t actor;
+    //  sockets exist only while active
+    zsock_t *doorbell;
+    zsock_t *adapters;
+    zsock_t *events;
+    zpoller_t *poller;
+    bool active;
+    int64_t next_lease_ms;       //  mono: next acquire try (standby) or renewal (active)
+    int64_t next_sweep_ms;
+    int64_t next_refresh_ms;
+    int64_t next_stats_ms;
+    int64_t next_redis_warn_ms;
+    stats_t stats;
+} self_t;
+
+/* ---- private: sockets and the lease ---- */
+
+static void
+s_close_sockets (self_t *self)
+{
+    zpoller_destroy (&self->poller);
+    zsock_destroy (&self->doorbell);
+    zsock_destroy (&self->adapters);
+    zsock_destroy (&self->events);
+}
+
+static int
+s_open_sockets (self_t *self)
+{
+    self->doorbell = cb_bus_pull_new (cb_config_str (self->config, "CIVICBUS_DOORBELL_BIND"));
+    self->adapters = cb_bus_router_new (cb_config_str (self->config, "CIVICBUS_ADAPTER_BIND"));
+    self->events = cb_bus_pub_new (cb_config_str (self->config, "CIVICBUS_EVENTS_BIND"));
+    if (self->doorbell && self->adapters && self->events)
+        self->poller = zpoller_new (self->doorbell, self->adapters, NULL);
+    if (!self->poller) {
+        s_close_sockets (self);
+        return -1;
+    }
+    return 0;
+}
+
+//  Stops acting at once: no socket stays bound, so the intake's doorbells go
+//  to the new holder and adapters reconnect there.
+static void
+s_step_down (self_t *self, const char *why)
+{
+    if (!self->active)
+        return;
+    self->active = false;
+    s_close_sockets (self);
+    cb_log (CB_LOG_WARN, "lost the lease: standing by", "dispatcher", self->id, "why", why, NULL);
+    self->next_lease_ms = cb_clock_mono_ms () + self->lease_ms / 3;
+}
+
+//  True while this process may act. Renews when due (every lease/3, or
+//  sooner when the local deadline came close because a turn ran long).
+static bool
+s_may_act (self_t *self)
+{
+    if (!self->active)
+        return false;
+    int64_t now = cb_clock_mono_ms ();
+    if (now >= self->next_lease_ms || lease_remaining_ms (self->lease) < self->lease_ms / 3) {
+        int rc = lease_renew (self->lease);
+        if (rc != 1) {
+            s_step_down (self, rc == 0 ? "another dispatcher holds it, or it lapsed"
+                                       : "redis did not answer the renewal");
+            return false;
+        }
+        self->next_lease_ms = now + self->lease_ms / 3;
+    }
+    return true;
+}
+
+static void s_sweep (self_t *self, int64_t min_age_ms);
+
+//  Standby: one try at the lease; binds and sweeps when it is ours.
+static void
+s_try_lease (self_t *self)
+{
+    int64_t now = cb_clock_mono_ms ();
+    self->next_lease_ms = now + self->lease_ms / 3;
+    int rc = lease_acquire (self->lease);
+    if (rc < 0) {
+        if (now >= self->next_redis_warn_ms) {
+            cb_log (CB_LOG_WARN, "redis unreachable: cannot take the lease",
+                    "redis", cb_redis_where (self->redis), "error", cb_redis_error (self->redis),
+                    NULL);
+            self->next_redis_warn_ms = now + 5000;
+        }
+        return;
+    }
+    if (rc == 0)
+        return;
+    if (s_open_sockets (self)) {
+        //  Another process still has our ports (or the old us is closing
+        //  them): give the lease back so a standby that can bind takes it.
+        cb_log (CB_LOG_ERROR, "holding the lease but cannot bind: giving it back",
+                "dispatcher", self->id, NULL);
+        lease_release (self->lease);
+        return;
+    }
+    self->active = true;
+    self->next_lease_ms = now + self->lease_ms / 3;
+    cb_log (CB_LOG_INFO, "active: holding the lease", "dispatcher", self->id,
+            "doorbell", cb_config_str (self->config, "CIVICBUS_DOORBELL_BIND"), NULL);
+    citydata_refresh (self->citydata, self->redis);
+    self->next_refresh_ms = now + REFRESH_MS;
+    //  Everything in the inbox may have lost its doorbell to the old holder.
+    s_sweep (self, 0);
+}
+
+/* ---- private: handling one ticket ---- */
+
+//  Tells subscribers (console, notifier) what was stored: topic
+//  "ticket.<event>", an Envelope with the TicketEvent.
+static void
+s_publish (self_t *self, const cb_ticket_t *after, const dispatch_plan_t *plan)
+{
+    for (size_t i = 0; i < plan->n_events && self->events; i++) {
+        const ts_event_t *in = &plan->events [i];
+        Civicbus__V1__Actor actor = CIVICBUS__V1__ACTOR__INIT;
+        actor.kind = in->actor->kind;
+        actor.id = (char *) (in->actor->id ? in->actor->id : "");
+        actor.name = (char *) (in->actor->name ? in->actor->name : "");
+        Civicbus__V1__TicketEvent ev = CIVICBUS__V1__TICKET_EVENT__INIT;
+        ev.ticket_id = after->id;
+        ev.sequence = after->event_count - (int32_t) plan->n_events + (int32_t) i + 1;
+        ev.type = (char *) in->type;
+        ev.actor = &actor;
+        ev.time_ms = after->updated_ms;
+        ev.from_state = in->from;
+        ev.to_state = in->to;
+        ev.note = (char *) (in->note ? in->note : "");
+        if (in->payload_json) {
+            ev.payload.data = (uint8_t *) in->payload_json;
+            ev.payload.len = strlen (in->payload_json);
+        }
+        char topic [64];
+        snprintf (topic, sizeof topic, "ticket.%s", in->type);
+        zframe_t *frame = zframe_new (topic, strlen (topic));
+        if (frame && cb_bus_send (self->events, frame, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_TICKET_EVENT,
+                                  after->id, &ev.base))
+            cb_log (CB_LOG_DEBUG, "event not published", "ticket", after->id, NULL);
+        zframe_destroy (&frame);
+    }
+}
+
+static void
+s_inbox_remove (self_t *self, const char *inbox_key, const char *id)
+{
+    redisReply *reply = cb_redis_command (self->redis, "ZREM %s %s", inbox_key, id);
+    if (reply)
+        freeReplyObject (reply);
+}
+
+//  Loads, decides, stores; reloads and decides again when someone else
+//  changed the ticket in between. Leaves the inbox entry when Redis fails,
+//  so a later sweep retries.
+static void
+s_handle (self_t *self, const char *id)
+{
+    int bucket = ticket_id_bucket (id);
+    if (bucket < 0) {
+        cb_log (CB_LOG_WARN, "doorbell for something that is not a ticket id", "id", id, NULL);
+        return;
+    }
+    char inbox_key [32];
+    ts_bucket_key (inbox_key, sizeof inbox_key, "inbox", bucket);
+    self->stats.handled++;
+
+    for (int attempt = 0; attempt < CONFLICT_TRIES; attempt++) {
+        if (!s_may_act (self))
+            return;
+        cb_ticket_t *before = NULL;
+        int rc = ticket_store_load (self->store, id, &before);
+        if (rc == TS_NOT_FOUND) {
+            cb_log (CB_LOG_WARN, "inbox names a ticket that does not exist", "ticket", id, NULL);
+            s_inbox_remove (self, inbox_key, id);
+            return;
+        }
+        if (rc == TS_ERROR) {
+            //  Stored bytes that do not decode: retrying cannot help, and a
+            //  sweep would find it forever. An operator must look (logged).
+            cb_log (CB_LOG_ERROR, "ticket does not load: removed from the inbox", "ticket", id, NULL);
+            s_inbox_remove (self, inbox_key, id);
+            return;
+        }
+        if (rc != TS_OK) {
+            self->stats.unavailable++;
+            return;
+        }
+        citydata_snapshot_t *snap = citydata_acquire (self->citydata);
+        dispatch_plan_t plan;
+        rc = dispatch_plan (&plan, before, snap->catalog, snap->grids, &self->actor,
+                            cb_clock_now_ms ());
+        citydata_release (self->citydata, &snap);
+        if (rc) {
+            cb_log (CB_LOG_ERROR, "could not plan the dispatch (left in the inbox)",
+                    "ticket", id, NULL);
+            civicbus__v1__ticket__free_unpacked (before, NULL);
+            return;
+        }
+        if (plan.verdict == DISPATCH_SKIP) {
+            self->stats.skipped++;
+            cb_log (CB_LOG_DEBUG, "nothing to do", "ticket", id, "why", plan.reason, NULL);
+            s_inbox_remove (self, inbox_key, id);
+            dispatch_plan_reset (&plan);
+            civicbus__v1__ticket__free_unpacked (before, NULL);
+            return;
+        }
+        if (!s_may_act (self)) {
+            dispatch_plan_reset (&plan);
+            civicbus__v1__ticket__free_unpacked (before, NULL);
+            return;
+        }
+        rc = ticket_store_apply (self->store, before, plan.after, plan.events, plan.n_events,
+                                 plan.ops);
+        if (rc == TS_OK) {
+            if (plan.verdict == DISPATCH_ROUTED) {
+                self->stats.dispatched++;
+                cb_log (CB_LOG_INFO, "dispatched", "ticket", id,
+                        "department", plan.route.department, "policy", plan.route.policy, NULL);
+            }
+            else {
+                self->stats.review++;
+                cb_log (CB_LOG_INFO, "waits for an operator", "ticket", id,
+                        "state", ticket_state_name (plan.after->state), "why", plan.reason, NULL);
+            }
+            s_publish (self, plan.after, &plan);
+        }
+        else
+        if (rc == TS_CONFLICT)
+            self->stats.conflicts++;
+        else
+        if (rc == TS_NOT_FOUND)
+            s_inbox_remove (self, inbox_key, id);
+        else
+            self->stats.unavailable++;
+        dispatch_plan_reset (&plan);
+        civicbus__v1__ticket__free_unpacked (before, NULL);
+        if (rc != TS_CONFLICT)
+            return;
+    }
+    cb_log (CB_LOG_WARN, "ticket keeps changing under the dispatcher: left for the sweep",
+            "ticket", id, NULL);
+}
+
+/* ---- private: doorbells and sweeps ---- */
+
+static void
+s_take_doorbells (self_t *self)
+{
+    for (int n = 0; n < DOORBELLS_PER_TURN && self->active
+                    && (zsock_events (self->doorbell) & ZMQ_POLLIN); n++) {
+        cb_error_t err;
+        Civicbus__V1__Envelope *env = cb_bus_recv (self->doorbell, NULL, &err);
+        if (!env) {
+            cb_log (CB_LOG_WARN, "bad doorbell frame dropped", "error", err.message, NULL);
+            continue;
+        }
+        Civicbus__V1__Doorbell *bell = envelope_payload_unpack (
+            env, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_DOORBELL, &err);
+        if (bell) {
+            self->stats.doorbells++;
+            s_handle (self, bell->ticket_id);
+            protobuf_c_message_free_unpacked (&bell->base, NULL);
+        }
+        else
+            cb_log (CB_LOG_WARN, "doorbell payload dropped", "error", err.message, NULL);
+        protobuf_c_message_free_unpacked (&env->base, NULL);
+    }
+}
+
+//  Issue 4 speaks the department protocol here; for now nothing is
+//  expected, so anything that arrives is read and dropped (not left to
+//  fill the socket).
+static void
+s_take_adapter_messages (self_t *self)
+{
+    for (int n = 0; n < DOORBELLS_PER_TURN && self->active
+                    && (zsock_events (self->adapters) & ZMQ_POLLIN); n++) {
+        zmsg_t *msg = zmsg_recv (self->adapters);
+        zmsg_destroy (&msg);
+    }
+}
+
+//  Inbox entries older than min_age_ms, at most SWEEP_PER_BUCKET per bucket,
+//  read with one pipelined round trip for all 64 buckets (ZRANGEBYSCORE is
+//  O(log N + M) per bucket), then handled one by one. When a bucket had
+//  more, the next sweep comes at once instead of after CIVICBUS_SWEEP_MS.
+static void
+s_sweep (self_t *self, int64_t min_age_ms)
+{
+    int64_t cutoff = cb_clock_now_ms () - min_age_ms;
+    self->next_sweep_ms = cb_clock_mono_ms () + self->sweep_ms;
+    char key [32];
+    int appended = 0;
+    for (int b = 0; b < CB_BUCKETS; b++) {
+        ts_bucket_key (key, sizeof key, "inbox", b);
+        if (cb_redis_append (self->redis, "ZRANGEBYSCORE %s -inf %lld LIMIT 0 %d",
+                             key, (long long) cutoff, SWEEP_PER_BUCKET))
+            break;
+        appended++;
+    }
+    zlist_t *ids = zlist_new ();
+    if (!ids)
+        return;
+    zlist_autofree (ids);
+    bool more = false;
+    for (int b = 0; b < appended; b++) {
+        redisReply *reply = cb_redis_get_reply (self->redis);
+        if (!reply)
+            break;          //  the connection dropped: the rest are lost
+        if (reply->type == REDIS_REPLY_ARRAY) {
+            for (size_t i = 0; i < reply->elements; i++)
+                if (reply->element [i]->type == REDIS_REPLY_STRING)
+                    zlist_append (ids, reply->element [i]->str);
+            more |= reply->elements >= SWEEP_PER_BUCKET;
+        }
+        freeReplyObject (reply);
+    }
+    //  When Redis went away mid-way, what was read is handled and the next
+    //  sweep finds the rest.
+    size_t found = zlist_size (ids);
+    if (found) {
+        char count [24];
+        snprintf (count, sizeof count, "%zu", found);
+        cb_log (CB_LOG_INFO, "sweep found tickets whose doorbell was missed",
+                "count", count, NULL);
+    }
+    for (char *id = zlist_first (ids); id && self->active; id = zlist_next (ids)) {
+        self->stats.swept++;
+        s_handle (self, id);
+    }
+    zlist_destroy (&ids);
+    if (more)
+        self->next_sweep_ms = cb_clock_mono_ms ();
+}
+
+static void
+s_log_stats (self_t *self)
+{
+    stats_t *s = &self->stats;
+    cb_logf (CB_LOG_INFO, "stats: active=%d doorbells=%llu handled=%llu dispatched=%llu "
+             "review=%llu skipped=%llu conflicts=%llu swept=%llu unavailable=%llu",
+             self->active, (unsigned long long) s->doorbells, (unsigned long long) s->handled,
+             (unsigned long long) s->dispatched, (unsigned long long) s->review,
+             (unsigned long long) s->skipped, (unsigned long long) s->conflicts,
+             (unsigned long long) s->swept, (unsigned long long) s->unavailable);
+    //  The same numbers for dashboards, kept two stats periods.
+    char key [192];
+    snprintf (key, sizeof key, "stats:dispatcher:%s", self->id);
+    if (cb_redis_append (self->redis, "HSET %s active %d handled %llu dispatched %llu "
+                         "review %llu conflicts %llu skipped %llu updated_ms %lld", key,
+                         self->active, (unsigned long long) s->handled,
+                         (unsigned long long) s->dispatched, (unsigned long long) s->review,
+                         (unsigned long long) s->conflicts, (unsigned long long) s->skipped,
+                         (long long) cb_clock_now_ms ()) == 0
+    &&  cb_redis_append (self->redis, "PEXPIRE %s %d", key, 2 * STATS_MS) == 0) {
+        for (int i = 0; i < 2; i++) {
+            redisReply *reply = cb_redis_get_reply (self->redis);
+            if (!reply)
+                break;
+            freeReplyObject (reply);
+        }
+    }
+}
+
+/* ---- private: life ---- */
+
+static int
+s_connect_redis (self_t *self)
+{
+    while (!cb_service_stopping ()) {
+        if (cb_redis_connect_retry (self->redis, 2000) == 0)
+            return 0;
+        cb_log (CB_LOG_WARN, "waiting for redis", "redis", cb_redis_where (self->redis),
+                "error", cb_redis_error (self->redis), NULL);
+    }
+    return -1;
+}
+
+static void
+s_run (self_t *self)
+{
+    while (!cb_service_stopping ()) {
+        int64_t now = cb_clock_mono_ms ();
+        if (now >= self->next_stats_ms) {
+            s_log_stats (self);
+            self->next_stats_ms = now + STATS_MS;
+        }
+        if (!self->active) {
+            if (now >= self->next_lease_ms)
+                s_try_lease (self);
+            if (!self->active) {
+                int64_t wait = self->next_lease_ms - cb_clock_mono_ms ();
+                zclock_sleep ((int) (wait < 0 ? 0 : wait > 50 ? 50 : wait));
+            }
+            continue;
+        }
+        if (!s_may_act (self))
+            continue;
+        if (now >= self->next_refresh_ms) {
+            citydata_refresh (self->citydata, self->redis);
+            self->next_refresh_ms = now + REFRESH_MS;
+        }
+        int64_t until_sweep = self->next_sweep_ms - now;
+        int timeout = until_sweep < 0 ? 0 : until_sweep > POLL_MS ? POLL_MS : (int) until_sweep;
+        zsock_t *which = zpoller_wait (self->poller, timeout);
+        if (which == self->doorbell)
+            s_take_doorbells (self);
+        else
+        if (which == self->adapters)
+            s_take_adapter_messages (self);
+        if (self->active && cb_clock_mono_ms () >= self->next_sweep_ms)
+            s_sweep (self, SWEEP_MIN_AGE_MS);
+    }
+}
+
+int
+main (int argc, char **argv)
+{
+    cb_config_t *config = NULL;
+    int rc = cb_service_start (&s_info, argc, argv, &config);
+    if (rc)
+        return rc < 0 ? 2 : 0;
+
+    self_t self_storage = { 0 };
+    self_t *self = &self_storage;
+    self->config = config;
+    self->lease_ms = (int) cb_config_int (config, "CIVICBUS_LEASE_MS");
+    self->sweep_ms = (int) cb_config_int (config, "CIVICBUS_SWEEP_MS");
+    const char *id = cb_config_str (config, "CIVICBUS_DISPATCHER_ID");
+    if (id && *id)
+        snprintf (self->id, sizeof self->id, "%s", id);
+    else {
+        char host [64] = "localhost";
+        gethostname (host, sizeof host - 1);
+        snprintf (self->id, sizeof self->id, "%s-%d", host, (int) getpid ());
+    }
+    self->next_stats_ms = cb_clock_mono_ms () + STATS_MS;
+    self->actor = (ticket_actor_t) { CIVICBUS__V1__ACTOR_KIND__ACTOR_SYSTEM, self->id,
+                                     "dispatcher" };
+
+    char err [256];
+    self->redis = cb_redis_new (cb_config_str (config, "CIVICBUS_REDIS_URL"),
+                                (int) cb_config_int (config, "CIVICBUS_REDIS_TIMEOUT_MS"),
+                                err, sizeof err);
+    if (!self->redis) {
+        fprintf (stderr, "civicbus-dispatcher: bad configuration: CIVICBUS_REDIS_URL: %s\n", err);
+        cb_config_destroy (&config);
+        return 2;
+    }
+    self->store = ticket_store_new (self->redis);
+    self->citydata = citydata_new ();
+    self->lease = lease_new (self->redis, LEASE_KEY, self->id, self->lease_ms);
+    rc = 0;
+    if (!self->store || !self->citydata || !self->lease) {
+        cb_log (CB_LOG_ERROR, "out of memory at start", NULL);
+        rc = 1;
+    }
+    if (rc == 0 && s_connect_redis (self) == 0) {
+        citydata_refresh (self->citydata, self->redis);
+        cb_log (CB_LOG_INFO, "ready", "dispatcher", self->id, "redis", cb_redis_where (self->redis),
+                NULL);
+        s_run (self);
+    }
+
+    //  Stop: give the lease back at once so a standby need not wait for it
+    //  to lapse (compare-and-delete: never someone else's).
+    if (self->active) {
+        lease_release (self->lease);
+        self->active = false;
+        cb_log (CB_LOG_INFO, "released the lease", "dispatcher", self->id, NULL);
+    }
+    s_close_sockets (self);
+    s_log_stats (self);
+    lease_destroy (&self->lease);
+    citydata_destroy (&self->citydata);
+    ticket_store_destroy (&self->store);
+    cb_redis_destroy (&self->redis);
+    cb_log (CB_LOG_INFO, "stopped", NULL);
+    cb_config_destroy (&config);
+    zsys_shutdown ();
+    return rc;
+}
