@@ -280,7 +280,7 @@ s_handle (self_t *self, const char *id)
         cb_ticket_t *before = NULL;
         int rc = ticket_store_load (self->store, id, &before);
         if (rc == TS_NOT_FOUND) {
-            cb_log (CB_LOG_WARN, "inbox names a ticket that does not exist", "ticket", id, NULL);
+            cb_log (CB_LOG_WARN, "no such ticket: doorbell and inbox entry dropped", "ticket", id, NULL);
             s_inbox_remove (self, inbox_key, id);
             return;
         }
