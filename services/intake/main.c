@@ -1,0 +1,162 @@
+/*  civicbus-intake — the front door: the native JSON ticket API.
+
+    Validates, authenticates, dedupes, classifies, locates the grid, stores
+    in Redis (one script per ticket), rings the dispatcher over ZeroMQ, and
+    answers only after Redis confirmed. Stateless: run as many as a campaign
+    needs, on one port (SO_REUSEPORT).
+
+    Threads: libmicrohttpd's pool serves HTTP (server.c); this main thread
+    keeps the grids and catalogue fresh (citydata_refresh every ~2 s, with
+    its own Redis connection) and waits for SIGTERM. On SIGTERM the intake
+    stops accepting, lets running requests finish, frees everything and
+    exits 0. */
+
+#include "intake.h"
+#include "civicbus/clock.h"
+#include "civicbus/log.h"
+#include "civicbus/service.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#define S_REFRESH_MS 2000
+#define S_GRACE_MS 10000
+#define S_HASH_TTL_S 600
+
+static const cb_setting_t s_settings [] = {
+    { "CIVICBUS_INTAKE_LISTEN", "127.0.0.1:8080", CB_SETTING_HOSTPORT, 0, 0,
+      "where the HTTP API listens (several intakes may share it)" },
+    { "CIVICBUS_INTAKE_THREADS", "4", CB_SETTING_INT, 1, 256,
+      "HTTP threads (each with its own Redis connection)" },
+    { "CIVICBUS_INTAKE_MAX_BODY", "65536", CB_SETTING_INT, 1024, 16777216,
+      "largest request body in bytes (larger: 413)" },
+    { "CIVICBUS_INTAKE_CONN_LIMIT", "4096", CB_SETTING_INT, 1, 1000000,
+      "most connections at once" },
+    { "CIVICBUS_INTAKE_PER_IP_LIMIT", "0", CB_SETTING_INT, 0, 1000000,
+      "most connections from one address (0: no limit)" },
+    { "CIVICBUS_INTAKE_CONN_TIMEOUT_S", "30", CB_SETTING_INT, 1, 3600,
+      "idle connections are closed after this many seconds" },
+    { "CIVICBUS_INTAKE_CONN_MEMORY", "65536", CB_SETTING_INT, 8192, 16777216,
+      "memory per connection for headers and buffers, in bytes" },
+    { "CIVICBUS_DOORBELL_ENDPOINTS", "tcp://127.0.0.1:5551", CB_SETTING_ENDPOINTS, 0, 0,
+      "the dispatchers' doorbell endpoints (active and standby), comma-separated" },
+    { "CIVICBUS_IDEMPOTENCY_TTL_S", "2592000", CB_SETTING_INT, 60, 315360000,
+      "how long an Idempotency-Key or external_id keeps answering with its first ticket" },
+    { "CIVICBUS_APIKEY_CACHE_MS", "5000", CB_SETTING_INT, 0, 600000,
+      "how long a verified API key is trusted without asking Redis (a revoked key "
+      "works this much longer)" },
+    CB_SETTINGS_COMMON,
+    { NULL }
+};
+
+/* ---- private ---- */
+
+static void
+s_sleep_ms (int ms)
+{
+    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
+    nanosleep (&ts, NULL);
+}
+
+//  Refreshes the city data, logging only changes of fortune.
+static void
+s_refresh (citydata_t *citydata, cb_redis_t *redis, bool *failing)
+{
+    int rc = citydata_refresh (citydata, redis);
+    if (rc < 0 && !*failing)
+        cb_log (CB_LOG_WARN, "city data not refreshed", "error", cb_redis_error (redis), NULL);
+    else
+    if (rc >= 0 && *failing)
+        cb_log (CB_LOG_INFO, "city data refresh works again", NULL);
+    *failing = rc < 0;
+}
+
+/* ---- main ---- */
+
+int
+main (int argc, char **argv)
+{
+    const cb_service_info_t info = {
+        "intake",
+        "The front door: POST /v1/tickets, GET /v1/tickets/{id}, GET /v1/tickets,\n"
+        "/healthz, /readyz and /metrics. Stores each ticket in Redis, then rings the\n"
+        "dispatcher.",
+        NULL,
+        s_settings
+    };
+    cb_config_t *config;
+    int rc = cb_service_start (&info, argc, argv, &config);
+    if (rc)
+        return rc < 0 ? 2 : 0;
+
+    const char *redis_url = cb_config_str (config, "CIVICBUS_REDIS_URL");
+    int timeout_ms = (int) cb_config_int (config, "CIVICBUS_REDIS_TIMEOUT_MS");
+    char err [256] = "";
+    intake_t intake = {
+        .district = cb_config_str (config, "CIVICBUS_DISTRICT"),
+        .max_body = (size_t) cb_config_int (config, "CIVICBUS_INTAKE_MAX_BODY"),
+        .idem_ttl_s = (int) cb_config_int (config, "CIVICBUS_IDEMPOTENCY_TTL_S"),
+        .hash_ttl_s = S_HASH_TTL_S,
+    };
+    atomic_init (&intake.redis_down_until_ms, 0);
+    atomic_init (&intake.in_flight, 0);
+    zsys_init ();
+    cb_redis_t *refresh_redis = cb_redis_new (redis_url, timeout_ms, err, sizeof err);
+    intake.pool = intake_pool_new (redis_url, timeout_ms,
+                                   cb_config_str (config, "CIVICBUS_DOORBELL_ENDPOINTS"));
+    intake.keys = apikey_cache_new ((int) cb_config_int (config, "CIVICBUS_APIKEY_CACHE_MS"));
+    intake.citydata = citydata_new ();
+    intake.metrics = intake_metrics_new ();
+    intake_server_t *server = NULL;
+    rc = 1;
+    if (!refresh_redis) {
+        cb_log (CB_LOG_ERROR, "bad CIVICBUS_REDIS_URL", "error", err, NULL);
+        goto stop;
+    }
+    if (!intake.pool || !intake.keys || !intake.citydata || !intake.metrics)
+        goto stop;
+
+    //  Grids and catalogue before the first request, if Redis is there;
+    //  if not, the intake serves 503s and picks them up when it returns.
+    bool failing = false;
+    s_refresh (intake.citydata, refresh_redis, &failing);
+    const intake_server_options_t options = {
+        .listen = cb_config_str (config, "CIVICBUS_INTAKE_LISTEN"),
+        .threads = (int) cb_config_int (config, "CIVICBUS_INTAKE_THREADS"),
+        .conn_limit = (int) cb_config_int (config, "CIVICBUS_INTAKE_CONN_LIMIT"),
+        .per_ip_limit = (int) cb_config_int (config, "CIVICBUS_INTAKE_PER_IP_LIMIT"),
+        .conn_timeout_s = (int) cb_config_int (config, "CIVICBUS_INTAKE_CONN_TIMEOUT_S"),
+        .conn_memory = (size_t) cb_config_int (config, "CIVICBUS_INTAKE_CONN_MEMORY"),
+    };
+    server = intake_server_new (&intake, &options);
+    if (!server)
+        goto stop;
+    char threads [16];
+    snprintf (threads, sizeof threads, "%d", options.threads);
+    cb_log (CB_LOG_INFO, "ready", "listen", options.listen, "threads", threads,
+            "redis", cb_redis_where (refresh_redis), NULL);
+
+    int64_t next_refresh = cb_clock_mono_ms () + S_REFRESH_MS;
+    while (!cb_service_stopping ()) {
+        s_sleep_ms (50);
+        if (cb_clock_mono_ms () >= next_refresh) {
+            s_refresh (intake.citydata, refresh_redis, &failing);
+            next_refresh = cb_clock_mono_ms () + S_REFRESH_MS;
+        }
+    }
+    cb_log (CB_LOG_INFO, "stopping", NULL);
+    rc = 0;
+
+stop:
+    intake_server_destroy (&server, S_GRACE_MS);
+    intake_pool_destroy (&intake.pool);
+    apikey_cache_destroy (&intake.keys);
+    citydata_destroy (&intake.citydata);
+    intake_metrics_destroy (&intake.metrics);
+    cb_redis_destroy (&refresh_redis);
+    cb_config_destroy (&config);
+    if (rc == 0)
+        cb_log (CB_LOG_INFO, "stopped", NULL);
+    return rc;
+}
