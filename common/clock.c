@@ -112,6 +112,12 @@ cb_clock_advance_ms (int64_t delta_ms)
 char *
 cb_time_format_iso (int64_t ms, char *buf, size_t cap)
 {
+    //  Years 0000..9999 only: keeps the arithmetic far from overflow.
+    const int64_t lowest = -62167219200000LL, highest = 253402300799999LL;
+    if (ms < lowest)
+        ms = lowest;
+    if (ms > highest - CB_SHANGHAI_OFFSET_MS)
+        ms = highest - CB_SHANGHAI_OFFSET_MS;
     int64_t local = ms + CB_SHANGHAI_OFFSET_MS;
     int64_t secs = local >= 0 ? local / 1000 : (local - 999) / 1000;
     int64_t days = secs >= 0 ? secs / 86400 : (secs - 86399) / 86400;

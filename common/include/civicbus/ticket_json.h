@@ -9,7 +9,7 @@
                       (0x21..0x7E), no spaces                                           optional
       "request_type": "consult" | "help" | "complaint" | "report" | "suggestion",
                       or 咨询 | 求助 | 投诉 | 举报 | 建议                                   required
-      "category":     dispatch catalogue code, [A-Za-z0-9._-]{1,32}                     required
+      "category":     dispatch catalogue code, [A-Za-z0-9._-]{1,63}                     required
       "urgency":      "normal" | "urgent"                                  optional, default normal
       "description":  1..4000 characters (Unicode code points, not bytes), not only
                       whitespace (ASCII or Unicode spaces such as U+3000); no control
@@ -65,7 +65,7 @@
 #define TICKET_DESCRIPTION_MAX       4000   //  code points
 #define TICKET_ADDRESS_MAX           200    //  code points
 #define TICKET_EXTERNAL_ID_MAX       64     //  bytes (ASCII)
-#define TICKET_CATEGORY_MAX          32
+#define TICKET_CATEGORY_MAX          63     //  bytes, as the catalogue allows (CATALOG_CODE_MAX - 1)
 #define TICKET_GRID_CODE_MAX         64
 #define TICKET_REPORTER_NAME_MAX     50     //  code points
 #define TICKET_PHONE_MIN             5
