@@ -35,6 +35,7 @@ static const char s_create_lua [] =
     "redis.call('HSET', 't:' .. tag .. ':' .. id, 'pb', head .. ARGV[7], 'v', 1, 'st', ARGV[9])\n"
     "redis.call('RPUSH', 'ev:' .. tag .. ':' .. id, head .. ARGV[8])\n"
     "redis.call('SET', KEYS[1], id, 'EX', ARGV[5])\n"
+    "redis.call('ZADD', 'ntfq:' .. tag, ARGV[6], id .. '#1')\n"
     "for i = 3, #KEYS do redis.call('ZADD', KEYS[i], ARGV[6], id) end\n"
     "return {1, id}\n";
 
@@ -567,6 +568,13 @@ ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t
     }
     for (size_t i = 0; ops && i < ops->count; i++)
         rc |= s_ops_add (all, ops->ops [i].op, ops->ops [i].key, ops->ops [i].a, ops->ops [i].b);
+    //  The notification outbox: every event, for the notifier to fan out.
+    snprintf (key, sizeof key, "ntfq:%s", tag);
+    for (size_t i = 0; i < n_events; i++) {
+        char member [CB_TICKET_ID_MAX + 16];
+        snprintf (member, sizeof member, "%s#%d", before->id, before->event_count + (int) i + 1);
+        rc |= ts_ops_zadd (all, key, now_ms, member);
+    }
 
     //  KEYS: ticket, events, then each distinct key of the operations.
     s_args_t keys = { 0 }, argv = { 0 };

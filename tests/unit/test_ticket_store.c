@@ -207,6 +207,16 @@ test_apply_cas_and_indexes (void **state)
     assert_string_equal (reply->str, "d-1");
     freeReplyObject (reply);
     (void) received;
+    //  Every stored event is in the notifier's outbox.
+    snprintf (key, sizeof key, "ntfq:{b%02d}", bucket);
+    char member [96];
+    for (int seq = 1; seq <= 3; seq++) {
+        snprintf (member, sizeof member, "%s#%d", id, seq);
+        reply = cb_redis_command (f->redis, "ZSCORE %s %s", key, member);
+        assert_non_null (reply);
+        assert_int_equal (reply->type, REDIS_REPLY_STRING);
+        freeReplyObject (reply);
+    }
 
     //  A refusal stores nothing.
     ticket_input_t close = { .kind = TEV_VERIFY };

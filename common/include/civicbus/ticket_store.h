@@ -14,8 +14,11 @@
         idx:{bNN}:st:STATE      zset  ID -> created ms
         idx:{bNN}:dept:DEPT     zset  ID -> created ms (primary department)
         idx:{bNN}:grid:CODE     zset  ID -> created ms (every code of the path)
+        ntfq:{bNN}              zset  "ID#SEQ" -> ms: every stored event, the
+                                      notifier's outbox (it fans each out to
+                                      the people who must hear of it)
 
-    The store keeps the idx:* and opq sets true on every write: callers never
+    The store keeps the idx:*, opq and ntfq sets true on every write: callers never
     touch them. Callers add their own keys of the same bucket (dispatch
     records, timers) to a change through ts_ops_t, so they commit atomically
     with the ticket. */
