@@ -164,7 +164,7 @@ s_same_request (const cb_ticket_t *a, const cb_ticket_t *b)
 }
 
 static void
-s_ring (intake_request_t *req, intake_worker_t *worker, const char *id)
+s_ring (intake_t *intake, intake_worker_t *worker, const char *id)
 {
     Civicbus__V1__Doorbell doorbell = CIVICBUS__V1__DOORBELL__INIT;
     doorbell.ticket_id = (char *) id;
@@ -172,52 +172,52 @@ s_ring (intake_request_t *req, intake_worker_t *worker, const char *id)
     if (!worker->doorbell
     ||  cb_bus_send (worker->doorbell, NULL, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_DOORBELL, id,
                      &doorbell.base)) {
-        intake_metrics_count (req->intake->metrics, INTAKE_COUNT_DOORBELLS_DROPPED);
+        httpd_count (intake->httpd, intake->count_doorbells_dropped);
         cb_log (CB_LOG_DEBUG, "doorbell not sent", "ticket", id, NULL);
     }
 }
 
-static enum MHD_Result
-s_reply_ticket (intake_request_t *req, int status, const cb_ticket_t *t)
+static int
+s_reply_ticket (httpd_request_t *req, int status, const cb_ticket_t *t)
 {
-    json_t *json = ticket_to_json (t, s_mask_flags (req->key.role));
+    json_t *json = ticket_to_json (t, s_mask_flags (httpd_request_key (req)->role));
     if (!json)
-        return intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                   "out of memory");
+        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                  "out of memory");
     char location [96];
     snprintf (location, sizeof location, "/v1/tickets/%s", t->id);
-    intake_add_header (req, MHD_HTTP_HEADER_LOCATION, location);
-    return intake_reply_json (req, status, json);
+    httpd_add_header (req, MHD_HTTP_HEADER_LOCATION, location);
+    return httpd_reply_json (req, status, json);
 }
 
-static enum MHD_Result
-s_store (intake_request_t *req, cb_ticket_t *t, const char *idem_key, int idem_ttl_s,
-         bool check_same)
+static int
+s_store (intake_t *intake, httpd_request_t *req, cb_ticket_t *t, const char *idem_key,
+         int idem_ttl_s, bool check_same)
 {
-    intake_t *intake = req->intake;
-    if (intake_redis_down (intake))
-        return intake_reply_unavailable (req, "breaker open");
+    const apikey_info_t *key = httpd_request_key (req);
+    if (httpd_redis_down (intake->httpd))
+        return httpd_reply_unavailable (req, "breaker open");
     intake_worker_t *worker = intake_pool_take (intake->pool);
     if (!worker)
-        return intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                   "out of memory");
-    ticket_actor_t actor = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, req->key.name, NULL };
+        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                  "out of memory");
+    ticket_actor_t actor = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, key->name, NULL };
     char id [CB_TICKET_ID_MAX] = "";
     int rc = ticket_store_create (worker->store, t, intake->district, idem_key, idem_ttl_s,
                                   &actor, cb_clock_now_ms (), id, sizeof id);
-    enum MHD_Result result;
+    int result;
     if (rc == TS_OK) {
-        s_ring (req, worker, id);
+        s_ring (intake, worker, id);
         intake_pool_give (intake->pool, worker);
-        intake_metrics_count (intake->metrics, INTAKE_COUNT_CREATED);
+        httpd_count (intake->httpd, intake->count_created);
         if (t->location && t->location->ungridded)
-            intake_metrics_count (intake->metrics, INTAKE_COUNT_UNGRIDDED);
+            httpd_count (intake->httpd, intake->count_ungridded);
         cb_log (CB_LOG_INFO, "ticket stored", "ticket", id,
                 "source", cb_source_name (t->source) ? cb_source_name (t->source) : "",
                 "category", t->category ? t->category : "",
                 "grid", t->location && t->location->grid_code ? t->location->grid_code : "",
                 "ungridded", t->location && t->location->ungridded ? "true" : "false",
-                "key", req->key.name, NULL);
+                "key", key->name, NULL);
         return s_reply_ticket (req, MHD_HTTP_CREATED, t);
     }
     if (rc == TS_REPEAT) {
@@ -226,60 +226,62 @@ s_store (intake_request_t *req, cb_ticket_t *t, const char *idem_key, int idem_t
         intake_pool_give (intake->pool, worker);
         if (rc == TS_OK) {
             if (check_same && !s_same_request (first, t))
-                result = intake_reply_error (req, 422, "idempotency_key_reused", "Idempotency-Key",
-                                             "this Idempotency-Key was used for a different "
-                                             "ticket (%s)", first->id);
+                result = httpd_reply_error (req, 422, "idempotency_key_reused", "Idempotency-Key",
+                                            "this Idempotency-Key was used for a different "
+                                            "ticket (%s)", first->id);
             else {
-                intake_metrics_count (intake->metrics, INTAKE_COUNT_REPEATED);
+                httpd_count (intake->httpd, intake->count_repeated);
                 cb_log (CB_LOG_INFO, "repeat answered with the first ticket", "ticket", id,
-                        "key", req->key.name, NULL);
+                        "key", key->name, NULL);
                 result = s_reply_ticket (req, MHD_HTTP_OK, first);
             }
             civicbus__v1__ticket__free_unpacked (first, NULL);
             return result;
         }
         if (rc == TS_UNAVAILABLE) {
-            intake_redis_failed (intake);
-            return intake_reply_unavailable (req, "load");
+            httpd_redis_failed (intake->httpd);
+            return httpd_reply_unavailable (req, "load");
         }
-        return intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                   "the first ticket (%s) of this idempotency key cannot be read", id);
+        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                  "the first ticket (%s) of this idempotency key cannot be read", id);
     }
     intake_pool_give (intake->pool, worker);
     if (rc == TS_UNAVAILABLE) {
-        intake_redis_failed (intake);
-        return intake_reply_unavailable (req, "store");
+        httpd_redis_failed (intake->httpd);
+        return httpd_reply_unavailable (req, "store");
     }
-    return intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                               "the ticket could not be stored");
+    return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                              "the ticket could not be stored");
 }
 
 /* ---- public: create ---- */
 
-enum MHD_Result
-intake_ticket_create (intake_request_t *req)
+int
+intake_ticket_create (httpd_request_t *req, void *arg)
 {
-    intake_t *intake = req->intake;
-    const char *idem_header = MHD_lookup_connection_value (req->conn, MHD_HEADER_KIND,
-                                                           "Idempotency-Key");
+    intake_t *intake = arg;
+    const apikey_info_t *key = httpd_request_key (req);
+    const char *idem_header = httpd_request_header (req, "Idempotency-Key");
     if (idem_header && !s_idempotency_key_valid (idem_header))
-        return intake_reply_error (req, MHD_HTTP_BAD_REQUEST, "bad_value", "Idempotency-Key",
-                                   "an Idempotency-Key is 1 to %d printable ASCII characters",
-                                   S_IDEMPOTENCY_KEY_MAX);
+        return httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, "bad_value", "Idempotency-Key",
+                                  "an Idempotency-Key is 1 to %d printable ASCII characters",
+                                  S_IDEMPOTENCY_KEY_MAX);
     cb_error_t err;
     cb_error_clear (&err);
     cb_ticket_t *t = NULL;
-    if (ticket_from_request_json (req->body ? req->body : "", req->body_len, &t, &err)) {
+    size_t body_len = 0;
+    const char *body = httpd_request_body (req, &body_len);
+    if (ticket_from_request_json (body, body_len, &t, &err)) {
         bool ours = strcmp (err.code, "no_memory") == 0;
-        return intake_reply_error (req, ours ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
-                                   err.code, err.field, "%s", err.message);
+        return httpd_reply_error (req, ours ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
+                                  err.code, err.field, "%s", err.message);
     }
-    enum MHD_Result result;
-    if (!s_source_allowed (req->key.role, t->source)) {
-        result = intake_reply_error (req, MHD_HTTP_FORBIDDEN, "source_not_allowed", "source",
-                                     "a key with role %s may not report source '%s'",
-                                     apikey_role_name (req->key.role),
-                                     cb_source_name (t->source));
+    int result;
+    if (!s_source_allowed (key->role, t->source)) {
+        result = httpd_reply_error (req, MHD_HTTP_FORBIDDEN, "source_not_allowed", "source",
+                                    "a key with role %s may not report source '%s'",
+                                    apikey_role_name (key->role),
+                                    cb_source_name (t->source));
         goto done;
     }
 
@@ -306,15 +308,15 @@ intake_ticket_create (intake_request_t *req)
         rc = s_locate (snap->grids, t, &err);
     citydata_release (intake->citydata, &snap);
     if (rc) {
-        result = rc > 0 ? intake_reply_error (req, MHD_HTTP_BAD_REQUEST, err.code, err.field,
-                                              "%s", err.message)
-                        : intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                              "out of memory");
+        result = rc > 0 ? httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, err.code, err.field,
+                                             "%s", err.message)
+                        : httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                             "out of memory");
         goto done;
     }
-    if (pb_set_string (&t->intake_key, req->key.name)) {
-        result = intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                     "out of memory");
+    if (pb_set_string (&t->intake_key, key->name)) {
+        result = httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                    "out of memory");
         goto done;
     }
 
@@ -323,7 +325,7 @@ intake_ticket_create (intake_request_t *req)
     int ttl = intake->idem_ttl_s;
     bool check_same = false;
     if (idem_header) {
-        snprintf (idem, sizeof idem, "key:%s:%s", req->key.name, idem_header);
+        snprintf (idem, sizeof idem, "key:%s:%s", key->name, idem_header);
         check_same = true;
     }
     else
@@ -333,17 +335,16 @@ intake_ticket_create (intake_request_t *req)
         crypto_hash_sha256_state state;
         uint8_t digest [crypto_hash_sha256_BYTES];
         crypto_hash_sha256_init (&state);
-        crypto_hash_sha256_update (&state, (const uint8_t *) req->key.name, strlen (req->key.name));
+        crypto_hash_sha256_update (&state, (const uint8_t *) key->name, strlen (key->name));
         crypto_hash_sha256_update (&state, (const uint8_t *) "\n", 1);
-        crypto_hash_sha256_update (&state, (const uint8_t *) (req->body ? req->body : ""),
-                                   req->body_len);
+        crypto_hash_sha256_update (&state, (const uint8_t *) body, body_len);
         crypto_hash_sha256_final (&state, digest);
         char hex [crypto_hash_sha256_BYTES * 2 + 1];
         sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
         snprintf (idem, sizeof idem, "body:%s", hex);
         ttl = intake->hash_ttl_s;
     }
-    result = s_store (req, t, idem, ttl, check_same);
+    result = s_store (intake, req, t, idem, ttl, check_same);
 done:
     civicbus__v1__ticket__free_unpacked (t, NULL);
     return result;
@@ -351,50 +352,48 @@ done:
 
 /* ---- public: one ticket ---- */
 
-enum MHD_Result
-intake_ticket_get (intake_request_t *req)
+int
+intake_ticket_get (httpd_request_t *req, void *arg)
 {
-    intake_t *intake = req->intake;
-    enum MHD_Result result;
-    unsigned roles = APIKEY_ROLE_REPORTER_APP | APIKEY_ROLE_HOTLINE | APIKEY_ROLE_OPERATOR
-                   | APIKEY_ROLE_ADMIN | APIKEY_ROLE_SENSOR;
-    if (!intake_authorize (req, roles, &result))
-        return result;
-    if (ticket_id_bucket (req->ticket_id) < 0)
-        return intake_reply_error (req, MHD_HTTP_NOT_FOUND, "not_found", "id",
-                                   "no such ticket");
-    if (intake_redis_down (intake))
-        return intake_reply_unavailable (req, "breaker open");
+    intake_t *intake = arg;
+    const apikey_info_t *key = httpd_request_key (req);
+    const char *id = httpd_request_param (req, "id");
+    int result;
+    if (ticket_id_bucket (id) < 0)
+        return httpd_reply_error (req, MHD_HTTP_NOT_FOUND, "not_found", "id",
+                                  "no such ticket");
+    if (httpd_redis_down (intake->httpd))
+        return httpd_reply_unavailable (req, "breaker open");
     intake_worker_t *worker = intake_pool_take (intake->pool);
     if (!worker)
-        return intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                   "out of memory");
+        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                  "out of memory");
     cb_ticket_t *t = NULL;
     cb_event_t **events = NULL;
     size_t n_events = 0;
-    int rc = ticket_store_load (worker->store, req->ticket_id, &t);
-    bool reads_all = req->key.role == APIKEY_ROLE_OPERATOR || req->key.role == APIKEY_ROLE_ADMIN;
-    if (rc == TS_OK && !reads_all && strcmp (t->intake_key ? t->intake_key : "", req->key.name))
+    int rc = ticket_store_load (worker->store, id, &t);
+    bool reads_all = key->role == APIKEY_ROLE_OPERATOR || key->role == APIKEY_ROLE_ADMIN;
+    if (rc == TS_OK && !reads_all && strcmp (t->intake_key ? t->intake_key : "", key->name))
         rc = TS_NOT_FOUND;
     if (rc == TS_OK) {
-        rc = ticket_store_history (worker->store, req->ticket_id, &events, &n_events);
+        rc = ticket_store_history (worker->store, id, &events, &n_events);
         if (rc == TS_NOT_FOUND)
             rc = TS_OK;
     }
     intake_pool_give (intake->pool, worker);
     if (rc == TS_NOT_FOUND)
-        result = intake_reply_error (req, MHD_HTTP_NOT_FOUND, "not_found", "id", "no such ticket");
+        result = httpd_reply_error (req, MHD_HTTP_NOT_FOUND, "not_found", "id", "no such ticket");
     else
     if (rc == TS_UNAVAILABLE) {
-        intake_redis_failed (intake);
-        result = intake_reply_unavailable (req, "load");
+        httpd_redis_failed (intake->httpd);
+        result = httpd_reply_unavailable (req, "load");
     }
     else
     if (rc != TS_OK)
-        result = intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                     "the ticket could not be read");
+        result = httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                    "the ticket could not be read");
     else {
-        json_t *json = ticket_to_json (t, s_mask_flags (req->key.role));
+        json_t *json = ticket_to_json (t, s_mask_flags (key->role));
         json_t *list = json_array ();
         int bad = !json || !list;
         for (size_t i = 0; !bad && i < n_events; i++)
@@ -405,11 +404,11 @@ intake_ticket_get (intake_request_t *req)
             json_decref (list);
         if (bad) {
             json_decref (json);
-            result = intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                         "out of memory");
+            result = httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                        "out of memory");
         }
         else
-            result = intake_reply_json (req, MHD_HTTP_OK, json);
+            result = httpd_reply_json (req, MHD_HTTP_OK, json);
     }
     if (t)
         civicbus__v1__ticket__free_unpacked (t, NULL);
@@ -519,13 +518,12 @@ s_cursor_decode (const char *text, int64_t *ms, char *id, size_t idcap)
     return true;
 }
 
-static enum MHD_Result
-s_query_param (void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+static int
+s_query_param (void *cls, const char *key, const char *value)
 {
-    (void) kind;
     s_query_t *q = cls;
     if (q->bad)
-        return MHD_NO;
+        return -1;
     static const char *const names [] = {
         "state", "department", "grid", "since", "limit", "cursor", NULL
     };
@@ -538,12 +536,12 @@ s_query_param (void *cls, enum MHD_ValueKind kind, const char *key, const char *
                       "unknown parameter; the listing takes state, department, grid, since, "
                       "limit and cursor");
         q->bad = true;
-        return MHD_NO;
+        return -1;
     }
     if (q->seen & (1u << which)) {
         cb_error_set (&q->err, "bad_value", key, "give %s once", key);
         q->bad = true;
-        return MHD_NO;
+        return -1;
     }
     q->seen |= 1u << which;
     const char *v = value ? value : "";
@@ -596,9 +594,9 @@ s_query_param (void *cls, enum MHD_ValueKind kind, const char *key, const char *
         };
         cb_error_set (&q->err, "bad_value", key, "%s must be %s", key, hints [which]);
         q->bad = true;
-        return MHD_NO;
+        return -1;
     }
-    return MHD_YES;
+    return 0;
 }
 
 //  Refills every lane whose buffer is empty and that may have more, in one
@@ -871,46 +869,44 @@ s_list (cb_redis_t *redis, const s_query_t *q, unsigned flags, json_t *list,
 
 /* ---- public: listing ---- */
 
-enum MHD_Result
-intake_ticket_list (intake_request_t *req)
+int
+intake_ticket_list (httpd_request_t *req, void *arg)
 {
-    intake_t *intake = req->intake;
-    enum MHD_Result result;
-    if (!intake_authorize (req, APIKEY_ROLE_OPERATOR | APIKEY_ROLE_ADMIN, &result))
-        return result;
+    intake_t *intake = arg;
+    const apikey_info_t *key = httpd_request_key (req);
     s_query_t q;
     memset (&q, 0, sizeof q);
     q.state = -1;
     q.limit = S_LIST_LIMIT_DEFAULT;
-    MHD_get_connection_values (req->conn, MHD_GET_ARGUMENT_KIND, s_query_param, &q);
+    httpd_request_query_each (req, s_query_param, &q);
     if (q.bad)
-        return intake_reply_error (req, MHD_HTTP_BAD_REQUEST, q.err.code, q.err.field, "%s",
-                                   q.err.message);
-    if (intake_redis_down (intake))
-        return intake_reply_unavailable (req, "breaker open");
+        return httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, q.err.code, q.err.field, "%s",
+                                  q.err.message);
+    if (httpd_redis_down (intake->httpd))
+        return httpd_reply_unavailable (req, "breaker open");
     json_t *list = json_array ();
     if (!list)
-        return MHD_NO;
+        return -1;
     intake_worker_t *worker = intake_pool_take (intake->pool);
     if (!worker) {
         json_decref (list);
-        return intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                   "out of memory");
+        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                  "out of memory");
     }
     char cursor [200];
-    int rc = s_list (worker->redis, &q, s_mask_flags (req->key.role), list, cursor, sizeof cursor);
+    int rc = s_list (worker->redis, &q, s_mask_flags (key->role), list, cursor, sizeof cursor);
     intake_pool_give (intake->pool, worker);
     if (rc) {
         json_decref (list);
         if (rc == TS_UNAVAILABLE) {
-            intake_redis_failed (intake);
-            return intake_reply_unavailable (req, "list");
+            httpd_redis_failed (intake->httpd);
+            return httpd_reply_unavailable (req, "list");
         }
-        return intake_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                   "the listing failed");
+        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                  "the listing failed");
     }
     size_t count = json_array_size (list);
     json_t *json = json_pack ("{s:o,s:I,s:o}", "tickets", list, "count", (json_int_t) count,
                               "next_cursor", cursor [0] ? json_string (cursor) : json_null ());
-    return intake_reply_json (req, MHD_HTTP_OK, json);
+    return httpd_reply_json (req, MHD_HTTP_OK, json);
 }
