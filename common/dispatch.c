@@ -9,6 +9,7 @@
 
 #include "civicbus/dispatch.h"
 #include "civicbus/log.h"
+#include "civicbus/mask.h"
 #include "civicbus/pbutil.h"
 
 #include <jansson.h>
@@ -322,4 +323,115 @@ dispatch_plan (dispatch_plan_t *plan, const cb_ticket_t *ticket,
 failed:
     dispatch_plan_reset (plan);
     return -1;
+}
+
+/* ---- public: the department protocol ---- */
+
+int
+dispatch_id_parse (const char *dispatch_id, char *ticket_id, size_t ticket_cap,
+                   char *department, size_t department_cap)
+{
+    const char *first = dispatch_id ? strchr (dispatch_id, '/') : NULL;
+    const char *last = dispatch_id ? strrchr (dispatch_id, '/') : NULL;
+    if (!first || first == last || first == dispatch_id || last == first + 1 || !last [1])
+        return -1;
+    size_t id_len = (size_t) (first - dispatch_id), dept_len = (size_t) (last - first - 1);
+    if (id_len >= ticket_cap || dept_len >= department_cap)
+        return -1;
+    memcpy (ticket_id, dispatch_id, id_len);
+    ticket_id [id_len] = 0;
+    memcpy (department, first + 1, dept_len);
+    department [dept_len] = 0;
+    return ticket_id_bucket (ticket_id) < 0 ? -1 : 0;
+}
+
+int
+dispatch_reply_event (Civicbus__V1__ReplyKind kind)
+{
+    switch (kind) {
+        case CIVICBUS__V1__REPLY_KIND__REPLY_SIGN:      return TEV_SIGN;
+        case CIVICBUS__V1__REPLY_KIND__REPLY_RETURN:    return TEV_RETURN;
+        case CIVICBUS__V1__REPLY_KIND__REPLY_EXTENSION: return TEV_REQUEST_EXTENSION;
+        case CIVICBUS__V1__REPLY_KIND__REPLY_SUSPEND:   return TEV_REQUEST_SUSPENSION;
+        case CIVICBUS__V1__REPLY_KIND__REPLY_PROGRESS:  return TEV_PROGRESS;
+        case CIVICBUS__V1__REPLY_KIND__REPLY_RESOLVE:   return TEV_RESOLVE;
+        default:                                         return -1;
+    }
+}
+
+cb_ticket_t *
+dispatch_order_ticket (const cb_ticket_t *ticket, bool masks_personal_data)
+{
+    assert (ticket);
+    cb_ticket_t *copy = ticket_clone (ticket);
+    if (!copy || !masks_personal_data)
+        return copy;
+    int rc = 0;
+    if (copy->reporter) {
+        char masked [256];
+        cb_mask_name (copy->reporter->name, masked, sizeof masked);
+        rc |= pb_set_string (&copy->reporter->name, masked);
+        cb_mask_phone (copy->reporter->phone, masked, sizeof masked);
+        rc |= pb_set_string (&copy->reporter->phone, masked);
+    }
+    if (!pb_string_is_empty (copy->description)) {
+        size_t cap = strlen (copy->description) + 1;
+        char *masked = malloc (cap);
+        if (masked) {
+            cb_mask_text (copy->description, masked, cap);
+            rc |= pb_set_string (&copy->description, masked);
+            free (masked);
+        }
+        else
+            rc = -1;
+    }
+    if (rc) {
+        civicbus__v1__ticket__free_unpacked (copy, NULL);
+        return NULL;
+    }
+    return copy;
+}
+
+/* ---- public: dispatches made by hand ---- */
+
+int
+dispatch_manual_ops (ts_ops_t *ops, const cb_ticket_t *before, const cb_ticket_t *after,
+                     uint32_t effects, int64_t now_ms,
+                     char ids [][DISPATCH_ID_MAX], size_t ids_cap, size_t *n_ids)
+{
+    assert (ops && before && after && n_ids);
+    *n_ids = 0;
+    if (!(effects & (TFX_CANCEL_DISPATCH | TFX_SEND_DISPATCH)))
+        return 0;
+    int bucket = ticket_id_bucket (before->id);
+    char dsp_key [96], queue_key [32], member [DISPATCH_ID_MAX];
+    if (bucket < 0 || ts_key (dsp_key, sizeof dsp_key, "dsp", before->id))
+        return -1;
+    ts_bucket_key (queue_key, sizeof queue_key, "dspq", bucket);
+    int rc = ts_ops_del (ops, dsp_key);
+    //  Orders of the old assignment not sent yet must not go out.
+    for (size_t i = 0; i <= before->n_co_handlers; i++) {
+        const char *department = i == 0 ? before->department : before->co_handlers [i - 1];
+        if (pb_string_is_empty (department))
+            continue;
+        if (dispatch_queue_member (member, sizeof member, before->id, department))
+            return -1;
+        rc |= ts_ops_zrem (ops, queue_key, member);
+    }
+    if (!(effects & TFX_SEND_DISPATCH))
+        return rc ? -1 : 0;
+    for (size_t i = 0; i <= after->n_co_handlers; i++) {
+        const char *department = i == 0 ? after->department : after->co_handlers [i - 1];
+        if (pb_string_is_empty (department) || *n_ids >= ids_cap)
+            return -1;
+        int n = snprintf (ids [*n_ids], DISPATCH_ID_MAX, "%s/%s/%lld", before->id, department,
+                          (long long) before->version + 1);
+        if (n < 0 || n >= DISPATCH_ID_MAX
+        ||  dispatch_queue_member (member, sizeof member, before->id, department))
+            return -1;
+        rc |= ts_ops_hset (ops, dsp_key, department, ids [*n_ids]);
+        rc |= ts_ops_zadd (ops, queue_key, now_ms, member);
+        (*n_ids)++;
+    }
+    return rc ? -1 : 0;
 }

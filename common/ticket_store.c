@@ -55,6 +55,7 @@ static const char s_apply_lua [] =
     "  elseif op == 'hset' then redis.call('HSET', k, a, b)\n"
     "  elseif op == 'hdel' then redis.call('HDEL', k, a)\n"
     "  elseif op == 'del' then redis.call('DEL', k)\n"
+    "  elseif op == 'sadd' then redis.call('SADD', k, b)\n"
     "  else return redis.error_reply('civicbus: unknown op ' .. op) end\n"
     "  i = i + 4\n"
     "end\n"
@@ -331,6 +332,12 @@ int
 ts_ops_del (ts_ops_t *self, const char *key)
 {
     return s_ops_add (self, "del", key, "", "");
+}
+
+int
+ts_ops_sadd (ts_ops_t *self, const char *key, const char *member)
+{
+    return s_ops_add (self, "sadd", key, "", member);
 }
 
 size_t

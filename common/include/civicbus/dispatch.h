@@ -98,4 +98,46 @@ const char *dispatch_verdict_name (dispatch_verdict_t verdict);
 //  does not fit.
 int dispatch_queue_member (char *buf, size_t cap, const char *ticket_id, const char *department);
 
+/* ---- the department protocol (docs/PROTOCOL.md) ---- */
+
+//  History event types the dispatcher writes that are not state-machine
+//  events: stored with from == to (ticket_store_apply).
+#define DISPATCH_EVENT_DELIVERED "delivered"        //  an adapter ACKed the order
+#define DISPATCH_EVENT_REFUSED   "delivery_refused" //  the department's system refused it
+
+//  Splits a dispatch id "ID/dept/version" into the ticket id and the
+//  department. 0, or -1 when it is not one (or does not fit).
+int dispatch_id_parse (const char *dispatch_id, char *ticket_id, size_t ticket_cap,
+                       char *department, size_t department_cap);
+
+//  The state-machine event for a department reply kind (sign -> TEV_SIGN,
+//  return -> TEV_RETURN, extension -> TEV_REQUEST_EXTENSION, suspend ->
+//  TEV_REQUEST_SUSPENSION, progress -> TEV_PROGRESS, resolve ->
+//  TEV_RESOLVE), or -1 for REPLY_UNSPECIFIED and unknown values.
+int dispatch_reply_event (Civicbus__V1__ReplyKind kind);
+
+//  The ticket as a department's order carries it: a deep copy, with the
+//  reporter's name and phone masked (mask.h) and phone numbers in the
+//  description masked when `masks_personal_data` (the catalogue's flag for
+//  that department). NULL when out of memory. Free with
+//  civicbus__v1__ticket__free_unpacked.
+cb_ticket_t *dispatch_order_ticket (const cb_ticket_t *ticket, bool masks_personal_data);
+
+/* ---- dispatches made by hand (the console) ---- */
+
+//  The extra keys of an operator's change, so a hand-made dispatch leaves
+//  exactly the records dispatch_plan leaves. With TFX_CANCEL_DISPATCH or
+//  TFX_SEND_DISPATCH in `effects` (the state machine's outcome), the old
+//  assignment's records go: dsp:{bNN}:ID is deleted and the dspq entries of
+//  `before`'s department and co-handlers are removed (orders not sent yet
+//  must not go out). With TFX_SEND_DISPATCH, one dsp record and one dspq
+//  entry (due now_ms) for each department of `after`, primary first, with
+//  dispatch ids "ID/dept/VERSION", VERSION = before->version + 1 (the
+//  version the change creates), written into ids [0..*n_ids). Other effects
+//  add nothing. 0, or -1 when out of memory or more than ids_cap
+//  departments.
+int dispatch_manual_ops (ts_ops_t *ops, const cb_ticket_t *before, const cb_ticket_t *after,
+                         uint32_t effects, int64_t now_ms,
+                         char ids [][DISPATCH_ID_MAX], size_t ids_cap, size_t *n_ids);
+
 #endif

@@ -105,6 +105,8 @@ int ts_ops_zrem (ts_ops_t *self, const char *key, const char *member);
 int ts_ops_hset (ts_ops_t *self, const char *key, const char *field, const char *value);
 int ts_ops_hdel (ts_ops_t *self, const char *key, const char *field);
 int ts_ops_del (ts_ops_t *self, const char *key);
+//  SADD key member (the dispatcher records applied reply ids: rep:{bNN}:ID).
+int ts_ops_sadd (ts_ops_t *self, const char *key, const char *member);
 size_t ts_ops_count (const ts_ops_t *self);
 
 //  A deep copy (pack and unpack), freed with civicbus__v1__ticket__free_unpacked.
