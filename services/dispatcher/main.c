@@ -25,9 +25,18 @@
     one set of dispatch records: at worst the old holder loses the race.
 
     The ROUTER socket for the department adapters is bound with the others
-    so adapters can connect to the active dispatcher; the department
-    protocol (HELLO, orders from dspq:{bNN}, replies) comes with the next
-    issue: until then messages on it are read and dropped. */
+    so adapters can connect to the active dispatcher, with CURVE and our
+    own ZAP handler (departments.c); orders go out from dspq:{bNN}
+    (delivery.c) and replies come back through the state machine
+    (replies.c). docs/PROTOCOL.md is the contract.
+
+    Without a server certificate (CIVICBUS_DISPATCHER_CERT) the dispatcher
+    still accepts and routes tickets but does not open the adapter socket
+    at all (logged at error on every activation) unless
+    CIVICBUS_ALLOW_PLAINTEXT=true, which opens it without CURVE and trusts
+    the department an adapter claims: for tests and local demos only. A
+    certificate file that is set but cannot be read stops the start
+    (exit 2). */
 
 #include "civicbus/bus.h"
 #include "civicbus/citydata.h"
@@ -41,6 +50,7 @@
 #include "civicbus/service.h"
 #include "civicbus/ticket_id.h"
 #include "civicbus/ticket_store.h"
+#include "dispatcher.h"
 
 #include <czmq.h>
 #include <stdio.h>
@@ -70,6 +80,14 @@ static const cb_setting_t s_settings [] = {
       "lease time: a standby takes over this long after the active one died" },
     { "CIVICBUS_SWEEP_MS", "2000", CB_SETTING_INT, 50, 600000,
       "how often the inbox is swept for missed doorbells" },
+    { "CIVICBUS_DISPATCHER_CERT", "", CB_SETTING_STRING, 0, 0,
+      "the server's secret certificate file (civicbus certs new dispatcher); shared by active and standby" },
+    { "CIVICBUS_ALLOW_PLAINTEXT", "false", CB_SETTING_BOOL, 0, 0,
+      "tests only: without a certificate, open the adapter socket without CURVE" },
+    { "CIVICBUS_HEARTBEAT_MS", "1000", CB_SETTING_INT, 50, 60000,
+      "heartbeat interval to adapters; three silent intervals mean an adapter is gone" },
+    { "CIVICBUS_ACK_TIMEOUT_MS", "5000", CB_SETTING_INT, 50, 600000,
+      "an order not acknowledged within this (times the backoff) is sent again" },
     CB_SETTINGS_COMMON,
     { .name = NULL }
 };
@@ -83,41 +101,6 @@ static const cb_service_info_t s_info = {
     s_settings
 };
 
-typedef struct {
-    uint64_t doorbells;      //  doorbells received
-    uint64_t handled;        //  tickets looked at (doorbell or sweep)
-    uint64_t dispatched;     //  stored as DISPATCHED
-    uint64_t review;         //  stored for the operators (hold or no owner)
-    uint64_t skipped;        //  redeliveries of handled tickets
-    uint64_t conflicts;      //  compare-and-set lost: reloaded
-    uint64_t swept;          //  tickets found by sweeps
-    uint64_t unavailable;    //  left in the inbox because Redis failed
-} stats_t;
-
-typedef struct {
-    const cb_config_t *config;
-    char id [128];
-    int lease_ms;
-    int sweep_ms;
-    cb_redis_t *redis;
-    ticket_store_t *store;
-    citydata_t *citydata;
-    lease_t *lease;
-    ticket_actor_t actor;
-    //  sockets exist only while active
-    zsock_t *doorbell;
-    zsock_t *adapters;
-    zsock_t *events;
-    zpoller_t *poller;
-    bool active;
-    int64_t next_lease_ms;       //  mono: next acquire try (standby) or renewal (active)
-    int64_t next_sweep_ms;
-    int64_t next_refresh_ms;
-    int64_t next_stats_ms;
-    int64_t next_redis_warn_ms;
-    stats_t stats;
-} self_t;
-
 /* ---- private: sockets and the lease ---- */
 
 static void
@@ -127,16 +110,36 @@ s_close_sockets (self_t *self)
     zsock_destroy (&self->doorbell);
     zsock_destroy (&self->adapters);
     zsock_destroy (&self->events);
+    zsock_destroy (&self->zap);
+    departments_forget_all (self);
 }
 
 static int
 s_open_sockets (self_t *self)
 {
     self->doorbell = cb_bus_pull_new (cb_config_str (self->config, "CIVICBUS_DOORBELL_BIND"));
-    self->adapters = cb_bus_router_new (cb_config_str (self->config, "CIVICBUS_ADAPTER_BIND"));
     self->events = cb_bus_pub_new (cb_config_str (self->config, "CIVICBUS_EVENTS_BIND"));
-    if (self->doorbell && self->adapters && self->events)
-        self->poller = zpoller_new (self->doorbell, self->adapters, NULL);
+    bool adapters_ok = true;
+    if (self->protocol) {
+        //  The ZAP handler first: a CURVE handshake that finds none would
+        //  be let through by libzmq.
+        adapters_ok = departments_zap_open (self) == 0;
+        if (adapters_ok) {
+            self->adapters = departments_router_new (
+                self, cb_config_str (self->config, "CIVICBUS_ADAPTER_BIND"));
+            adapters_ok = self->adapters != NULL;
+        }
+    }
+    else
+        cb_log (CB_LOG_ERROR, "no CIVICBUS_DISPATCHER_CERT: the adapter socket stays closed, "
+                "no order reaches a department", NULL);
+    if (self->doorbell && self->events && adapters_ok) {
+        self->poller = zpoller_new (self->doorbell, NULL);
+        if (self->poller && self->adapters)
+            zpoller_add (self->poller, self->adapters);
+        if (self->poller && self->zap)
+            zpoller_add (self->poller, self->zap);
+    }
     if (!self->poller) {
         s_close_sockets (self);
         return -1;
@@ -159,8 +162,8 @@ s_step_down (self_t *self, const char *why)
 
 //  True while this process may act. Renews when due (every lease/3, or
 //  sooner when the local deadline came close because a turn ran long).
-static bool
-s_may_act (self_t *self)
+bool
+dispatcher_may_act (self_t *self)
 {
     if (!self->active)
         return false;
@@ -219,18 +222,19 @@ s_try_lease (self_t *self)
 
 //  Tells subscribers (console, notifier) what was stored: topic
 //  "ticket.<event>", an Envelope with the TicketEvent.
-static void
-s_publish (self_t *self, const cb_ticket_t *after, const dispatch_plan_t *plan)
+void
+dispatcher_publish (self_t *self, const cb_ticket_t *after, const ts_event_t *events,
+                    size_t n_events)
 {
-    for (size_t i = 0; i < plan->n_events && self->events; i++) {
-        const ts_event_t *in = &plan->events [i];
+    for (size_t i = 0; i < n_events && self->events; i++) {
+        const ts_event_t *in = &events [i];
         Civicbus__V1__Actor actor = CIVICBUS__V1__ACTOR__INIT;
         actor.kind = in->actor->kind;
         actor.id = (char *) (in->actor->id ? in->actor->id : "");
         actor.name = (char *) (in->actor->name ? in->actor->name : "");
         Civicbus__V1__TicketEvent ev = CIVICBUS__V1__TICKET_EVENT__INIT;
         ev.ticket_id = after->id;
-        ev.sequence = after->event_count - (int32_t) plan->n_events + (int32_t) i + 1;
+        ev.sequence = after->event_count - (int32_t) n_events + (int32_t) i + 1;
         ev.type = (char *) in->type;
         ev.actor = &actor;
         ev.time_ms = after->updated_ms;
@@ -262,8 +266,8 @@ s_inbox_remove (self_t *self, const char *inbox_key, const char *id)
 //  Loads, decides, stores; reloads and decides again when someone else
 //  changed the ticket in between. Leaves the inbox entry when Redis fails,
 //  so a later sweep retries.
-static void
-s_handle (self_t *self, const char *id)
+void
+dispatcher_handle_ticket (self_t *self, const char *id)
 {
     int bucket = ticket_id_bucket (id);
     if (bucket < 0) {
@@ -275,7 +279,7 @@ s_handle (self_t *self, const char *id)
     self->stats.handled++;
 
     for (int attempt = 0; attempt < CONFLICT_TRIES; attempt++) {
-        if (!s_may_act (self))
+        if (!dispatcher_may_act (self))
             return;
         cb_ticket_t *before = NULL;
         int rc = ticket_store_load (self->store, id, &before);
@@ -314,7 +318,7 @@ s_handle (self_t *self, const char *id)
             civicbus__v1__ticket__free_unpacked (before, NULL);
             return;
         }
-        if (!s_may_act (self)) {
+        if (!dispatcher_may_act (self)) {
             dispatch_plan_reset (&plan);
             civicbus__v1__ticket__free_unpacked (before, NULL);
             return;
@@ -332,7 +336,7 @@ s_handle (self_t *self, const char *id)
                 cb_log (CB_LOG_INFO, "waits for an operator", "ticket", id,
                         "state", ticket_state_name (plan.after->state), "why", plan.reason, NULL);
             }
-            s_publish (self, plan.after, &plan);
+            dispatcher_publish (self, plan.after, plan.events, plan.n_events);
         }
         else
         if (rc == TS_CONFLICT)
@@ -368,25 +372,12 @@ s_take_doorbells (self_t *self)
             env, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_DOORBELL, &err);
         if (bell) {
             self->stats.doorbells++;
-            s_handle (self, bell->ticket_id);
+            dispatcher_handle_ticket (self, bell->ticket_id);
             protobuf_c_message_free_unpacked (&bell->base, NULL);
         }
         else
             cb_log (CB_LOG_WARN, "doorbell payload dropped", "error", err.message, NULL);
         protobuf_c_message_free_unpacked (&env->base, NULL);
-    }
-}
-
-//  Issue 4 speaks the department protocol here; for now nothing is
-//  expected, so anything that arrives is read and dropped (not left to
-//  fill the socket).
-static void
-s_take_adapter_messages (self_t *self)
-{
-    for (int n = 0; n < DOORBELLS_PER_TURN && self->active
-                    && (zsock_events (self->adapters) & ZMQ_POLLIN); n++) {
-        zmsg_t *msg = zmsg_recv (self->adapters);
-        zmsg_destroy (&msg);
     }
 }
 
@@ -436,7 +427,7 @@ s_sweep (self_t *self, int64_t min_age_ms)
     }
     for (char *id = zlist_first (ids); id && self->active; id = zlist_next (ids)) {
         self->stats.swept++;
-        s_handle (self, id);
+        dispatcher_handle_ticket (self, id);
     }
     zlist_destroy (&ids);
     if (more)
@@ -448,11 +439,14 @@ s_log_stats (self_t *self)
 {
     stats_t *s = &self->stats;
     cb_logf (CB_LOG_INFO, "stats: active=%d doorbells=%llu handled=%llu dispatched=%llu "
-             "review=%llu skipped=%llu conflicts=%llu swept=%llu unavailable=%llu",
+             "review=%llu skipped=%llu conflicts=%llu swept=%llu unavailable=%llu "
+             "orders_sent=%llu orders_acked=%llu replies=%llu replies_refused=%llu",
              self->active, (unsigned long long) s->doorbells, (unsigned long long) s->handled,
              (unsigned long long) s->dispatched, (unsigned long long) s->review,
              (unsigned long long) s->skipped, (unsigned long long) s->conflicts,
-             (unsigned long long) s->swept, (unsigned long long) s->unavailable);
+             (unsigned long long) s->swept, (unsigned long long) s->unavailable,
+             (unsigned long long) s->orders_sent, (unsigned long long) s->orders_acked,
+             (unsigned long long) s->replies, (unsigned long long) s->replies_refused);
     //  The same numbers for dashboards, kept two stats periods.
     char key [192];
     snprintf (key, sizeof key, "stats:dispatcher:%s", self->id);
@@ -504,7 +498,7 @@ s_run (self_t *self)
             }
             continue;
         }
-        if (!s_may_act (self))
+        if (!dispatcher_may_act (self))
             continue;
         if (now >= self->next_refresh_ms) {
             citydata_refresh (self->citydata, self->redis);
@@ -516,8 +510,16 @@ s_run (self_t *self)
         if (which == self->doorbell)
             s_take_doorbells (self);
         else
-        if (which == self->adapters)
-            s_take_adapter_messages (self);
+        if (which && which == self->zap)
+            departments_take_zap (self);
+        else
+        if (which && which == self->adapters)
+            departments_take_messages (self);
+        if (self->active && self->adapters) {
+            departments_tick (self);
+            if (self->active && cb_clock_mono_ms () >= self->next_send_ms)
+                delivery_send_due (self);
+        }
         if (self->active && cb_clock_mono_ms () >= self->next_sweep_ms)
             s_sweep (self, SWEEP_MIN_AGE_MS);
     }
@@ -536,6 +538,27 @@ main (int argc, char **argv)
     self->config = config;
     self->lease_ms = (int) cb_config_int (config, "CIVICBUS_LEASE_MS");
     self->sweep_ms = (int) cb_config_int (config, "CIVICBUS_SWEEP_MS");
+    self->heartbeat_ms = (int) cb_config_int (config, "CIVICBUS_HEARTBEAT_MS");
+    self->ack_timeout_ms = (int) cb_config_int (config, "CIVICBUS_ACK_TIMEOUT_MS");
+    const char *cert = cb_config_str (config, "CIVICBUS_DISPATCHER_CERT");
+    if (cert && *cert) {
+        self->cert = zcert_load (cert);
+        if (!self->cert || strcmp (zcert_secret_txt (self->cert),
+                                   "0000000000000000000000000000000000000000") == 0) {
+            fprintf (stderr, "civicbus-dispatcher: bad configuration: CIVICBUS_DISPATCHER_CERT: "
+                     "%s is not a readable secret certificate (the .cert_secret file of "
+                     "'civicbus certs new dispatcher')\n", cert);
+            zcert_destroy (&self->cert);
+            cb_config_destroy (&config);
+            return 2;
+        }
+        self->protocol = true;
+    }
+    else
+    if (cb_config_bool (config, "CIVICBUS_ALLOW_PLAINTEXT")) {
+        self->plaintext = true;
+        self->protocol = true;
+    }
     const char *id = cb_config_str (config, "CIVICBUS_DISPATCHER_ID");
     if (id && *id)
         snprintf (self->id, sizeof self->id, "%s", id);
@@ -561,14 +584,14 @@ main (int argc, char **argv)
     self->citydata = citydata_new ();
     self->lease = lease_new (self->redis, LEASE_KEY, self->id, self->lease_ms);
     rc = 0;
-    if (!self->store || !self->citydata || !self->lease) {
+    if (!self->store || !self->citydata || !self->lease || departments_new (self)) {
         cb_log (CB_LOG_ERROR, "out of memory at start", NULL);
         rc = 1;
     }
     if (rc == 0 && s_connect_redis (self) == 0) {
         citydata_refresh (self->citydata, self->redis);
         cb_log (CB_LOG_INFO, "ready", "dispatcher", self->id, "redis", cb_redis_where (self->redis),
-                NULL);
+                "adapters", self->cert ? "curve" : self->plaintext ? "plaintext" : "off", NULL);
         s_run (self);
     }
 
@@ -581,6 +604,8 @@ main (int argc, char **argv)
     }
     s_close_sockets (self);
     s_log_stats (self);
+    departments_destroy (self);
+    zcert_destroy (&self->cert);
     lease_destroy (&self->lease);
     citydata_destroy (&self->citydata);
     ticket_store_destroy (&self->store);
