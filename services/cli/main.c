@@ -36,8 +36,12 @@ static const s_group_t s_groups [] = {
     { "ticket",   "tickets: show one with its history, list", cli_ticket_commands, NULL },
     { "calendar", "working calendars: when is a limit due? load a calendar",
       cli_calendar_commands, NULL },
+    { "sla",      "time-limit policies (时限): load, show, when is a stage due?", cli_sla_commands,
+      NULL },
     { "certs",    "CURVE certificates for department adapters", cli_certs_commands, NULL },
     { "adapters", "which adapter key belongs to which department", cli_adapters_commands, NULL },
+    { "dead-letters", "notifications that kept failing: list, replay", cli_deadletters_commands,
+      NULL },
     { NULL, NULL, NULL, NULL }
 };
 
