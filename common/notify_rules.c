@@ -1178,6 +1178,7 @@ notify_rules_decide (const notify_rules_t *self, const cb_ticket_t *t,
                      notify_plan_t *plan)
 {
     assert (self && t && history && plan && index < n_history);
+    (void) n_history;           //  only the assert reads it
     const cb_event_t *ev = history [index];
     const char *type = s_text (ev->type);
     int level = s_level_at (history, index);
