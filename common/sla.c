@@ -22,6 +22,13 @@
 #define S_AMOUNT_MAX 1e6
 #define HOUR_MS 3600000.0
 
+//  An escalation ladder as written.
+typedef struct {
+    bool given;
+    sla_step_t steps [SLA_MAX_STEPS];
+    size_t count;
+} s_ladder_t;
+
 //  A stage as written (before inheritance).
 typedef struct {
     bool given;                        //  the stage object is present
@@ -274,8 +281,8 @@ s_valid_name (const char *name)
 }
 
 static int
-s_parse_policy (json_t *json, const char *name, const sla_step_t *file_steps,
-                size_t file_step_count, s_policy_t *policy, char *err, size_t cap)
+s_parse_policy (json_t *json, const char *name, const s_ladder_t *file_ladder,
+                const s_ladder_t *file_urgent, s_policy_t *policy, char *err, size_t cap)
 {
     char where [128];
     snprintf (where, sizeof where, "policies.%s", name);
@@ -307,11 +314,9 @@ s_parse_policy (json_t *json, const char *name, const sla_step_t *file_steps,
         }
         policy->extension_max = (int) json_integer_value (value);
     }
-    sla_step_t policy_steps [SLA_MAX_STEPS];
-    size_t policy_step_count = file_step_count;
-    memcpy (policy_steps, file_steps, file_step_count * sizeof *file_steps);
+    s_ladder_t ladder = *file_ladder, urgent_ladder = *file_urgent;
     value = json_object_get (json, "escalation");
-    if (value && s_parse_steps (value, where, policy_steps, &policy_step_count, err, cap))
+    if (value && s_parse_steps (value, where, ladder.steps, &ladder.count, err, cap))
         return -1;
 
     json_t *urgent = json_object_get (json, "urgent");
@@ -322,14 +327,16 @@ s_parse_policy (json_t *json, const char *name, const sla_step_t *file_steps,
             s_err (err, cap, "%s: must be an object", urgent_where);
             return -1;
         }
-        const char *key;
-        json_object_foreach (urgent, key, value) {
-            if (!s_pick (s_stage_names, S_STAGES, key)
-            &&  strcmp (key, "description") && strcmp (key, "note")) {
-                s_err (err, cap, "%s: unknown field '%s' (accept, sign, resolve, verify)",
-                       urgent_where, key);
+        static const char *urgent_keys [] = { "accept", "sign", "resolve", "verify",
+                                              "escalation", NULL };
+        if (s_only_keys (urgent, urgent_keys, urgent_where, err, cap))
+            return -1;
+        value = json_object_get (urgent, "escalation");
+        if (value) {
+            if (s_parse_steps (value, urgent_where, urgent_ladder.steps, &urgent_ladder.count,
+                               err, cap))
                 return -1;
-            }
+            urgent_ladder.given = true;
         }
     }
     for (int s = 0; s < S_STAGES; s++) {
@@ -340,21 +347,25 @@ s_parse_policy (json_t *json, const char *name, const sla_step_t *file_steps,
         if (value && s_parse_stage (value, at, &normal, err, cap))
             return -1;
         s_resolve (&policy->stage [0][s], policy->steps [0][s], &normal, share,
-                   policy_steps, policy_step_count);
+                   ladder.steps, ladder.count);
         value = urgent ? json_object_get (urgent, s_stage_names [s]) : NULL;
         snprintf (at, sizeof at, "%s.%s", urgent_where, s_stage_names [s]);
         if (value && s_parse_stage (value, at, &fast, err, cap))
             return -1;
-        if (fast.given) {
-            const sla_stage_t *base = &policy->stage [0][s];
-            s_resolve (&policy->stage [1][s], policy->steps [1][s], &fast, base->warn_share,
-                       base->steps, base->step_count);
+        //  An urgent stage not given is the normal one; either way its
+        //  ladder is its own, else the urgent ladder, else the normal stage's.
+        const sla_stage_t *base = &policy->stage [0][s];
+        if (!fast.given) {
+            fast.given = base->has_limit;
+            fast.limit = base->limit;
         }
-        else {
-            policy->stage [1][s] = policy->stage [0][s];
-            memcpy (policy->steps [1][s], policy->steps [0][s], sizeof policy->steps [0][s]);
-            policy->stage [1][s].steps = policy->steps [1][s];
+        if (!fast.has_share) {
+            fast.has_share = true;
+            fast.share = base->warn_share;
         }
+        s_resolve (&policy->stage [1][s], policy->steps [1][s], &fast, base->warn_share,
+                   urgent_ladder.given ? urgent_ladder.steps : base->steps,
+                   urgent_ladder.given ? urgent_ladder.count : base->step_count);
     }
     policy->name = strdup (name);
     return policy->name ? 0 : -1;
@@ -446,13 +457,14 @@ sla_from_json (const char *text, size_t len, char *err, size_t errcap)
         s_err (err, errcap, "out of memory");
         return NULL;
     }
-    static const char *allowed [] = { "version", "default", "escalation", "policies", NULL };
+    static const char *allowed [] = { "version", "default", "escalation", "urgent_escalation",
+                                      "policies", NULL };
     json_t *version = json_object_get (root, "version");
     json_t *default_name = json_object_get (root, "default");
     json_t *policies = json_object_get (root, "policies");
     json_t *steps_json = json_object_get (root, "escalation");
-    sla_step_t steps [SLA_MAX_STEPS];
-    size_t step_count = 0;
+    json_t *urgent_json = json_object_get (root, "urgent_escalation");
+    s_ladder_t ladder = { 0 }, urgent_ladder = { 0 };
     if (!json_is_object (root)) {
         s_err (err, errcap, "the policies file must be a JSON object");
         goto fail;
@@ -471,8 +483,15 @@ sla_from_json (const char *text, size_t len, char *err, size_t errcap)
         s_err (err, errcap, "policies: must be a non-empty object of named policies");
         goto fail;
     }
-    if (steps_json && s_parse_steps (steps_json, "(top)", steps, &step_count, err, errcap))
+    if (steps_json && s_parse_steps (steps_json, "(top)", ladder.steps, &ladder.count, err,
+                                     errcap))
         goto fail;
+    if (urgent_json) {
+        if (s_parse_steps (urgent_json, "(top).urgent", urgent_ladder.steps,
+                           &urgent_ladder.count, err, errcap))
+            goto fail;
+        urgent_ladder.given = true;
+    }
     self->version = strdup (json_string_value (version));
     self->default_name = strdup (json_string_value (default_name));
     self->policies = calloc (json_object_size (policies), sizeof *self->policies);
@@ -483,7 +502,7 @@ sla_from_json (const char *text, size_t len, char *err, size_t errcap)
     const char *name;
     json_t *value;
     json_object_foreach (policies, name, value) {
-        if (s_parse_policy (value, name, steps, step_count, &self->policies [self->count],
+        if (s_parse_policy (value, name, &ladder, &urgent_ladder, &self->policies [self->count],
                             err, errcap))
             goto fail;
         self->count++;

@@ -228,7 +228,7 @@ test_calendar_limits_and_urgent (void **state)
     assert_false (stage->limit.working);
     assert_string_equal (stage->limit.unit, "hours");
     assert_true (stage->warn_share == 0.8);
-    assert_int_equal (stage->step_count, 3);        //  the file's ladder
+    assert_int_equal (stage->step_count, 3);        //  the file's urgent ladder
     stage = sla_stage (fx->sla, "standard-5d", RESOLVE, URGENT);
     assert_int_equal (stage->step_count, 3);
     assert_string_equal (stage->steps [1].after.unit, "hours");   //  its own ladder
@@ -604,6 +604,24 @@ test_escalation_steps (void **state)
     assert_iso (times [0], "2026-10-01T10:30:00+08:00");
     assert_iso (times [1], "2026-10-01T11:00:00+08:00");
     assert_iso (times [2], "2026-10-01T12:30:00+08:00");
+    //  Urgent sign on a working-time policy: the file's urgent ladder in
+    //  hours (due Oct 4 01:00, +2 h, +6 h), not the working-day one.
+    d = s_deadline (fx, "standard-5d", SIGN, URGENT, "2026-10-03T23:00+08:00");
+    n = sla_step_times (fx->sla, "standard-5d", URGENT, &d, fx->cal, times, SLA_MAX_STEPS, NULL);
+    assert_int_equal (n, 3);
+    assert_iso (times [0], "2026-10-04T01:00:00+08:00");
+    assert_iso (times [1], "2026-10-04T03:00:00+08:00");
+    assert_iso (times [2], "2026-10-04T07:00:00+08:00");
+    //  urgent-2h keeps its own minutes ladder for urgent tickets.
+    d = s_deadline (fx, "urgent-2h", SIGN, URGENT, "2026-10-01T10:00+08:00");
+    n = sla_step_times (fx->sla, "urgent-2h", URGENT, &d, fx->cal, times, SLA_MAX_STEPS, NULL);
+    assert_int_equal (n, 3);
+    assert_iso (times [1], "2026-10-01T10:45:00+08:00");
+    //  Normal tickets keep the working-day ladder.
+    assert_int_equal (sla_stage (fx->sla, "standard-5d", SIGN, NORMAL)->steps [1].after.working,
+                      true);
+    d = s_deadline (fx, "urgent-2h", SIGN, NORMAL, "2026-10-01T10:00+08:00");
+
     //  A paused deadline has no step times.
     assert_int_equal (sla_pause (fx->sla, "urgent-2h", NORMAL, &d,
                                  s_at ("2026-10-01T10:10+08:00"), fx->cal), SLA_OK);
@@ -717,6 +735,10 @@ test_json_errors (void **state)
           "policies.p.resolve.escalation[0].after: 'eons' is not a unit" },
         { "{\"version\": \"v\", \"default\": \"p\", \"escalation\": [{}], \"policies\": {\"p\": {}}}",
           "(top).escalation[0]: missing 'after'" },
+        { "{\"version\": \"v\", \"default\": \"p\", \"urgent_escalation\": 3, \"policies\": {\"p\": {}}}",
+          "(top).urgent.escalation: must be an array" },
+        { HEAD "{\"urgent\": {\"escalation\": [{\"after\": {\"hours\": 1}, \"level\": 1, "
+          "\"card\": \"pink\", \"notify\": \"street\"}]}}}}", "policies.p.urgent.escalation[0].card" },
         { "{\"version\": \"v\", \"default\": \"p\", \"policies\": {\"p\": {}, \"p\": {}}}",
           "not JSON" },
     };

@@ -32,6 +32,8 @@
                                               name the file does not define
       "escalation": [STEP, ...],              optional: the ladder for every
                                               policy that gives none
+      "urgent_escalation": [STEP, ...],       optional: the ladder for urgent
+                                              tickets (see "urgent" below)
       "policies": {                           required, non-empty
         "standard-5d": {                      name: [a-z0-9._-], 1..63 bytes
           "warn_share": 0.8,                  optional, 0 < share <= 1, default 0.8
@@ -41,11 +43,14 @@
           "sign":    STAGE,                   has no limit
           "resolve": STAGE,
           "verify":  STAGE,
-          "urgent": {"sign": STAGE, ...}      optional: urgent tickets' limits;
-        }                                     a stage not listed here keeps the
-      }                                       normal one; warn_share and
-    }                                         escalation not given in an urgent
-                                              stage come from the normal stage
+          "urgent": {"sign": STAGE, ...,      optional: urgent tickets' limits;
+                     "escalation": [STEP]}    a stage not listed here keeps the
+        }                                     normal limit; warn_share not given
+      }                                       comes from the normal stage
+    }
+    An urgent ticket's ladder: its urgent stage's own "escalation", else the
+    policy's urgent "escalation", else the file's "urgent_escalation", else
+    the normal stage's ladder (urgent limits in hours want ladders in hours).
     STAGE = {"limit": DURATION, "warn_share": 0.8, "escalation": [STEP, ...]}
             ("limit" required, > 0; the other two inherit from the policy)
     STEP  = {"after": DURATION, "level": 1, "card": "yellow", "notify": "community"}
