@@ -73,7 +73,6 @@ extern const cli_command_t cli_catalog_commands [];
 extern const cli_command_t cli_ticket_commands [];
 extern const cli_command_t cli_calendar_commands [];
 extern const cli_command_t cli_sla_commands [];
-extern const cli_command_t cli_sla_commands [];
 extern const cli_command_t cli_certs_commands [];
 extern const cli_command_t cli_adapters_commands [];
 extern const cli_command_t cli_deadletters_commands [];

@@ -38,8 +38,6 @@ static const s_group_t s_groups [] = {
       cli_calendar_commands, NULL },
     { "sla",      "time-limit policies (时限): load, show, when is a stage due?", cli_sla_commands,
       NULL },
-    { "sla",      "time-limit policies (时限): load, show, when is a stage due?", cli_sla_commands,
-      NULL },
     { "certs",    "CURVE certificates for department adapters", cli_certs_commands, NULL },
     { "adapters", "which adapter key belongs to which department", cli_adapters_commands, NULL },
     { "dead-letters", "notifications that kept failing: list, replay", cli_deadletters_commands,
