@@ -1417,7 +1417,7 @@ s_adapter_new (const cb_adapter_mapping_t *mapping, const cb_config_t *config,
         goto failed;
     }
     if (strncmp (o->dept_url, "http://", 7) != 0 && strncmp (o->dept_url, "https://", 8) != 0) {
-        snprintf (err, cap, "CIVICBUS_DEPT_URL: '%s' is not an http(s) URL", o->dept_url);
+        snprintf (err, cap, "CIVICBUS_DEPT_URL: '%.200s' is not an http(s) URL", o->dept_url);
         goto failed;
     }
 

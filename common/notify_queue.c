@@ -436,7 +436,7 @@ notify_queue_claim (notify_queue_t *self, int64_t now_ms, int64_t visibility_ms,
         return 0;
     //  Which buckets have anything due? One pipelined round trip; then
     //  claim only from those, starting at the cursor.
-    char dlvq [32], now [24], until [24], limit [16], tag [CB_BUCKET_TAG_MAX];
+    char dlvq [32], now [24], until [24], limit [24], tag [CB_BUCKET_TAG_MAX];
     snprintf (now, sizeof now, "%lld", (long long) now_ms);
     snprintf (until, sizeof until, "%lld", (long long) (now_ms + visibility_ms));
     int start = *cursor >= 0 && *cursor < CB_BUCKETS ? *cursor : 0;
@@ -663,7 +663,7 @@ notify_queue_dead_list (notify_queue_t *self, size_t limit, notify_record_t **re
 int
 notify_queue_replay (notify_queue_t *self, const char *did, int64_t now_ms)
 {
-    char dlvq [32], dead [32], tag [CB_BUCKET_TAG_MAX], now [24], limit [16];
+    char dlvq [32], dead [32], tag [CB_BUCKET_TAG_MAX], now [24], limit [24];
     snprintf (now, sizeof now, "%lld", (long long) now_ms);
     snprintf (limit, sizeof limit, "%d", S_REPLAY_BATCH);
     int from = 0, to = CB_BUCKETS;
