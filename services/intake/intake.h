@@ -4,7 +4,10 @@
 
     Files:  main.c     configure, connect, routes, readiness, loop (city
                        data refresh), stop
-            tickets.c  POST /v1/tickets, GET /v1/tickets/{id}, GET /v1/tickets
+            tickets.c  POST /v1/tickets, GET /v1/tickets/{id}, GET /v1/tickets,
+                       and intake_ticket_submit, the one way every front door
+                       stores a new ticket
+            open311*.c Open311 GeoReport v2 under /open311/v2/ (docs/OPEN311.md)
             pool.c     per-thread resources (Redis, ticket store, PUSH socket)
     The HTTP side (server, routing, bodies, keys, answers, metrics) is
     common/httpd.c.
@@ -29,6 +32,7 @@
 
 #include "civicbus/apikey.h"
 #include "civicbus/citydata.h"
+#include "civicbus/error.h"
 #include "civicbus/httpd.h"
 #include "civicbus/redis.h"
 #include "civicbus/ticket_store.h"
@@ -63,6 +67,7 @@ typedef struct {
     httpd_t *httpd;                 //  the server: answers, breaker, counters
     intake_pool_t *pool;
     citydata_t *citydata;
+    apikey_cache_t *keys;           //  the keys httpd checks (Open311 reads api_key from the form)
     //  Counters (httpd_counter handles).
     int count_created;              //  new tickets stored
     int count_repeated;             //  answered with the first ticket
@@ -70,10 +75,45 @@ typedef struct {
     int count_ungridded;            //  tickets stored in no grid
 } intake_t;
 
-/* ---- routes (tickets.c; arg is the intake_t) ---- */
+/* ---- creating a ticket (tickets.c): every front door stores through this ---- */
+
+typedef enum {
+    INTAKE_SUBMIT_CREATED = 0,      //  stored and rung: t has its id, state, times (201)
+    INTAKE_SUBMIT_REPEAT,           //  idempotency key seen: out->first is the first ticket (200)
+    INTAKE_SUBMIT_FORBIDDEN,        //  the key's role may not report t's source (403, err)
+    INTAKE_SUBMIT_REFUSED,          //  unknown category or grid, a request type the category
+                                    //  does not take (400, err)
+    INTAKE_SUBMIT_KEY_REUSED,       //  Idempotency-Key used for another ticket: out->first (422)
+    INTAKE_SUBMIT_UNAVAILABLE,      //  Redis down or breaker open (503; out->unavailable says what)
+    INTAKE_SUBMIT_FAILED,           //  out of memory, unreadable store (500, err)
+} intake_submit_result_t;
+
+typedef struct {
+    intake_submit_result_t result;
+    cb_ticket_t *first;             //  REPEAT, KEY_REUSED: the first ticket; caller frees
+    const char *unavailable;        //  UNAVAILABLE: which step ("store", "load", "breaker open")
+    cb_error_t err;                 //  FORBIDDEN, REFUSED, FAILED: code, field, message
+} intake_submit_t;
+
+//  Stores a validated new ticket `t` (ticket_from_request_json's output, or
+//  a front door's equivalent) for `key`: checks the key may report t's
+//  source, the category and request type against the catalogue, locates the
+//  grid, sets intake_key, picks the idempotency key (idem_header if not
+//  NULL; else t's external_id; else a hash of the key name and the `body_len`
+//  bytes at `body`, kept 10 minutes), stores in one script and rings the
+//  dispatcher. Returns out->result (the caller answers); frees nothing of t.
+int intake_ticket_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t,
+                          const char *idem_header, const char *body, size_t body_len,
+                          intake_submit_t *out);
+
+/* ---- routes (tickets.c, open311.c; arg is the intake_t) ---- */
 
 int intake_ticket_create (httpd_request_t *req, void *arg);
 int intake_ticket_get (httpd_request_t *req, void *arg);
 int intake_ticket_list (httpd_request_t *req, void *arg);
+
+//  Adds the Open311 GeoReport v2 routes (/open311/v2/...) and their
+//  counters. Before httpd_start; 0, or -1 when out of memory.
+int intake_open311_routes (intake_t *intake);
 
 #endif

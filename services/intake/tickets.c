@@ -190,22 +190,26 @@ s_reply_ticket (httpd_request_t *req, int status, const cb_ticket_t *t)
     return httpd_reply_json (req, status, json);
 }
 
-static int
-s_store (intake_t *intake, httpd_request_t *req, cb_ticket_t *t, const char *idem_key,
-         int idem_ttl_s, bool check_same)
+//  Stores t under idem_key and rings the dispatcher. Fills out->result.
+static void
+s_store (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t, const char *idem_key,
+         int idem_ttl_s, bool check_same, intake_submit_t *out)
 {
-    const apikey_info_t *key = httpd_request_key (req);
-    if (httpd_redis_down (intake->httpd))
-        return httpd_reply_unavailable (req, "breaker open");
+    if (httpd_redis_down (intake->httpd)) {
+        out->result = INTAKE_SUBMIT_UNAVAILABLE;
+        out->unavailable = "breaker open";
+        return;
+    }
     intake_worker_t *worker = intake_pool_take (intake->pool);
-    if (!worker)
-        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                  "out of memory");
+    if (!worker) {
+        out->result = INTAKE_SUBMIT_FAILED;
+        cb_error_set (&out->err, "internal", "", "out of memory");
+        return;
+    }
     ticket_actor_t actor = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, key->name, NULL };
     char id [CB_TICKET_ID_MAX] = "";
     int rc = ticket_store_create (worker->store, t, intake->district, idem_key, idem_ttl_s,
                                   &actor, cb_clock_now_ms (), id, sizeof id);
-    int result;
     if (rc == TS_OK) {
         s_ring (intake, worker, id);
         intake_pool_give (intake->pool, worker);
@@ -218,71 +222,61 @@ s_store (intake_t *intake, httpd_request_t *req, cb_ticket_t *t, const char *ide
                 "grid", t->location && t->location->grid_code ? t->location->grid_code : "",
                 "ungridded", t->location && t->location->ungridded ? "true" : "false",
                 "key", key->name, NULL);
-        return s_reply_ticket (req, MHD_HTTP_CREATED, t);
+        out->result = INTAKE_SUBMIT_CREATED;
+        return;
     }
     if (rc == TS_REPEAT) {
-        cb_ticket_t *first = NULL;
-        rc = ticket_store_load (worker->store, id, &first);
+        rc = ticket_store_load (worker->store, id, &out->first);
         intake_pool_give (intake->pool, worker);
         if (rc == TS_OK) {
-            if (check_same && !s_same_request (first, t))
-                result = httpd_reply_error (req, 422, "idempotency_key_reused", "Idempotency-Key",
-                                            "this Idempotency-Key was used for a different "
-                                            "ticket (%s)", first->id);
+            if (check_same && !s_same_request (out->first, t))
+                out->result = INTAKE_SUBMIT_KEY_REUSED;
             else {
                 httpd_count (intake->httpd, intake->count_repeated);
                 cb_log (CB_LOG_INFO, "repeat answered with the first ticket", "ticket", id,
                         "key", key->name, NULL);
-                result = s_reply_ticket (req, MHD_HTTP_OK, first);
+                out->result = INTAKE_SUBMIT_REPEAT;
             }
-            civicbus__v1__ticket__free_unpacked (first, NULL);
-            return result;
+            return;
         }
+        out->first = NULL;
         if (rc == TS_UNAVAILABLE) {
             httpd_redis_failed (intake->httpd);
-            return httpd_reply_unavailable (req, "load");
+            out->result = INTAKE_SUBMIT_UNAVAILABLE;
+            out->unavailable = "load";
+            return;
         }
-        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                  "the first ticket (%s) of this idempotency key cannot be read", id);
+        out->result = INTAKE_SUBMIT_FAILED;
+        cb_error_set (&out->err, "internal", "",
+                      "the first ticket (%s) of this idempotency key cannot be read", id);
+        return;
     }
     intake_pool_give (intake->pool, worker);
     if (rc == TS_UNAVAILABLE) {
         httpd_redis_failed (intake->httpd);
-        return httpd_reply_unavailable (req, "store");
+        out->result = INTAKE_SUBMIT_UNAVAILABLE;
+        out->unavailable = "store";
+        return;
     }
-    return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                              "the ticket could not be stored");
+    out->result = INTAKE_SUBMIT_FAILED;
+    cb_error_set (&out->err, "internal", "", "the ticket could not be stored");
 }
 
 /* ---- public: create ---- */
 
 int
-intake_ticket_create (httpd_request_t *req, void *arg)
+intake_ticket_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t,
+                      const char *idem_header, const char *body, size_t body_len,
+                      intake_submit_t *out)
 {
-    intake_t *intake = arg;
-    const apikey_info_t *key = httpd_request_key (req);
-    const char *idem_header = httpd_request_header (req, "Idempotency-Key");
-    if (idem_header && !s_idempotency_key_valid (idem_header))
-        return httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, "bad_value", "Idempotency-Key",
-                                  "an Idempotency-Key is 1 to %d printable ASCII characters",
-                                  S_IDEMPOTENCY_KEY_MAX);
-    cb_error_t err;
-    cb_error_clear (&err);
-    cb_ticket_t *t = NULL;
-    size_t body_len = 0;
-    const char *body = httpd_request_body (req, &body_len);
-    if (ticket_from_request_json (body, body_len, &t, &err)) {
-        bool ours = strcmp (err.code, "no_memory") == 0;
-        return httpd_reply_error (req, ours ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
-                                  err.code, err.field, "%s", err.message);
-    }
-    int result;
+    out->first = NULL;
+    out->unavailable = "";
+    cb_error_clear (&out->err);
     if (!s_source_allowed (key->role, t->source)) {
-        result = httpd_reply_error (req, MHD_HTTP_FORBIDDEN, "source_not_allowed", "source",
-                                    "a key with role %s may not report source '%s'",
-                                    apikey_role_name (key->role),
-                                    cb_source_name (t->source));
-        goto done;
+        cb_error_set (&out->err, "source_not_allowed", "source",
+                      "a key with role %s may not report source '%s'",
+                      apikey_role_name (key->role), cb_source_name (t->source));
+        return out->result = INTAKE_SUBMIT_FORBIDDEN;
     }
 
     //  Category and location against one consistent snapshot of the city.
@@ -293,31 +287,25 @@ intake_ticket_create (httpd_request_t *req, void *arg)
         const char *type = cb_request_type_name (t->request_type);
         unsigned bit = catalog_request_type_from_name (type);
         if (!category) {
-            cb_error_set (&err, "unknown_category", "category",
+            cb_error_set (&out->err, "unknown_category", "category",
                           "category '%s' is not in the dispatch catalogue", t->category);
             rc = 1;
         }
         else
         if (category->request_types && !(category->request_types & bit)) {
-            cb_error_set (&err, "bad_value", "request_type",
+            cb_error_set (&out->err, "bad_value", "request_type",
                           "category '%s' does not take request type '%s'", t->category, type);
             rc = 1;
         }
     }
     if (rc == 0)
-        rc = s_locate (snap->grids, t, &err);
+        rc = s_locate (snap->grids, t, &out->err);
     citydata_release (intake->citydata, &snap);
-    if (rc) {
-        result = rc > 0 ? httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, err.code, err.field,
-                                             "%s", err.message)
-                        : httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                             "out of memory");
-        goto done;
-    }
-    if (pb_set_string (&t->intake_key, key->name)) {
-        result = httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                    "out of memory");
-        goto done;
+    if (rc > 0)
+        return out->result = INTAKE_SUBMIT_REFUSED;
+    if (rc < 0 || pb_set_string (&t->intake_key, key->name)) {
+        cb_error_set (&out->err, "internal", "", "out of memory");
+        return out->result = INTAKE_SUBMIT_FAILED;
     }
 
     //  The idempotency key (see the top of this file).
@@ -344,8 +332,62 @@ intake_ticket_create (httpd_request_t *req, void *arg)
         snprintf (idem, sizeof idem, "body:%s", hex);
         ttl = intake->hash_ttl_s;
     }
-    result = s_store (intake, req, t, idem, ttl, check_same);
-done:
+    s_store (intake, key, t, idem, ttl, check_same, out);
+    return out->result;
+}
+
+int
+intake_ticket_create (httpd_request_t *req, void *arg)
+{
+    intake_t *intake = arg;
+    const apikey_info_t *key = httpd_request_key (req);
+    const char *idem_header = httpd_request_header (req, "Idempotency-Key");
+    if (idem_header && !s_idempotency_key_valid (idem_header))
+        return httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, "bad_value", "Idempotency-Key",
+                                  "an Idempotency-Key is 1 to %d printable ASCII characters",
+                                  S_IDEMPOTENCY_KEY_MAX);
+    cb_error_t err;
+    cb_error_clear (&err);
+    cb_ticket_t *t = NULL;
+    size_t body_len = 0;
+    const char *body = httpd_request_body (req, &body_len);
+    if (ticket_from_request_json (body, body_len, &t, &err)) {
+        bool ours = strcmp (err.code, "no_memory") == 0;
+        return httpd_reply_error (req, ours ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
+                                  err.code, err.field, "%s", err.message);
+    }
+    intake_submit_t out;
+    int result;
+    switch (intake_ticket_submit (intake, key, t, idem_header, body, body_len, &out)) {
+        case INTAKE_SUBMIT_CREATED:
+            result = s_reply_ticket (req, MHD_HTTP_CREATED, t);
+            break;
+        case INTAKE_SUBMIT_REPEAT:
+            result = s_reply_ticket (req, MHD_HTTP_OK, out.first);
+            break;
+        case INTAKE_SUBMIT_KEY_REUSED:
+            result = httpd_reply_error (req, 422, "idempotency_key_reused", "Idempotency-Key",
+                                        "this Idempotency-Key was used for a different "
+                                        "ticket (%s)", out.first->id);
+            break;
+        case INTAKE_SUBMIT_FORBIDDEN:
+            result = httpd_reply_error (req, MHD_HTTP_FORBIDDEN, out.err.code, out.err.field,
+                                        "%s", out.err.message);
+            break;
+        case INTAKE_SUBMIT_REFUSED:
+            result = httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, out.err.code, out.err.field,
+                                        "%s", out.err.message);
+            break;
+        case INTAKE_SUBMIT_UNAVAILABLE:
+            result = httpd_reply_unavailable (req, out.unavailable);
+            break;
+        default:
+            result = httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                        "%s", out.err.message);
+            break;
+    }
+    if (out.first)
+        civicbus__v1__ticket__free_unpacked (out.first, NULL);
     civicbus__v1__ticket__free_unpacked (t, NULL);
     return result;
 }
