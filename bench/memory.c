@@ -61,13 +61,14 @@ s_memory_usage (cb_redis_t *redis, const char *key)
 }
 
 //  The accept change takes the ticket out of the inbox, as the dispatcher's does.
-static void
-s_accept_ops (const cb_ticket_t *after, const ticket_outcome_t *outcome, ts_ops_t *ops, void *arg)
+static int
+s_accept_ops (const cb_ticket_t *before, cb_ticket_t *after, const ticket_outcome_t *outcome,
+              ts_ops_t *ops, void *arg)
 {
-    (void) outcome; (void) arg;
+    (void) before; (void) outcome; (void) arg;
     char inbox [32];
     ts_bucket_key (inbox, sizeof inbox, "inbox", ticket_id_bucket (after->id));
-    ts_ops_zrem (ops, inbox, after->id);
+    return ts_ops_zrem (ops, inbox, after->id);
 }
 
 static int

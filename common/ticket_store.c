@@ -681,8 +681,12 @@ ticket_store_transition (ticket_store_t *self, const char *id, const ticket_inpu
             civicbus__v1__ticket__free_unpacked (after, NULL);
             return TS_ERROR;
         }
-        if (ops_for)
-            ops_for (after, outcome, ops, ops_arg);
+        if (ops_for && ops_for (before, after, outcome, ops, ops_arg)) {
+            ts_ops_destroy (&ops);
+            civicbus__v1__ticket__free_unpacked (before, NULL);
+            civicbus__v1__ticket__free_unpacked (after, NULL);
+            return TS_ERROR;
+        }
         ts_event_t ev = { ticket_event_name (input->kind), actor, outcome->from, outcome->to,
                           input->text, NULL };
         rc = ticket_store_apply (self, before, after, &ev, 1, ops);

@@ -157,14 +157,19 @@ test_idempotent_repeat (void **state)
     civicbus__v1__ticket__free_unpacked (v, NULL);
 }
 
-static void
-s_add_dispatch_ops (const cb_ticket_t *after, const ticket_outcome_t *outcome, ts_ops_t *ops, void *arg)
+static int
+s_add_dispatch_ops (const cb_ticket_t *before, cb_ticket_t *after, const ticket_outcome_t *outcome,
+                    ts_ops_t *ops, void *arg)
 {
     (void) outcome;
     (void) arg;
+    assert_int_equal (before->state, CIVICBUS__V1__TICKET_STATE__ACCEPTED);
     char key [96];
     ts_key (key, sizeof key, "dsp", after->id);
     ts_ops_hset (ops, key, after->department, "d-1");
+    //  The callback may change the ticket further before it is stored.
+    after->escalation_level = 1;
+    return 0;
 }
 
 static void
@@ -192,6 +197,7 @@ test_apply_cas_and_indexes (void **state)
     assert_int_equal (after->state, CIVICBUS__V1__TICKET_STATE__DISPATCHED);
     assert_int_equal (after->version, 3);
     assert_int_equal (after->event_count, 3);
+    assert_int_equal (after->escalation_level, 1);
     civicbus__v1__ticket__free_unpacked (after, NULL);
 
     char key [96];

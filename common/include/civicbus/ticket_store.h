@@ -89,9 +89,12 @@ int ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_tick
 //  Load, run the state machine, store; repeats on a version conflict (up to
 //  `tries`, at least 1). On TS_OK, *after (if not NULL) gets the stored
 //  ticket (caller frees). TS_REFUSED fills outcome->code and ->reason.
-//  `ops_for` (may be NULL) adds keys to the change once the outcome is known.
-typedef void (ts_ops_fn) (const cb_ticket_t *after, const ticket_outcome_t *outcome,
-                          ts_ops_t *ops, void *arg);
+//  `ops_for` (may be NULL) runs once the outcome is known, before the store:
+//  it may change `after` further (deadlines, lights: the effects of the
+//  outcome) and add keys to the change; returning -1 abandons the change
+//  (TS_ERROR).
+typedef int (ts_ops_fn) (const cb_ticket_t *before, cb_ticket_t *after,
+                         const ticket_outcome_t *outcome, ts_ops_t *ops, void *arg);
 int ticket_store_transition (ticket_store_t *self, const char *id, const ticket_input_t *input,
                              const ticket_actor_t *actor, int64_t now_ms, int tries,
                              ts_ops_fn *ops_for, void *ops_arg,
