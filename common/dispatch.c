@@ -241,6 +241,17 @@ dispatch_plan (dispatch_plan_t *plan, const cb_ticket_t *ticket,
         return 0;
     }
 
+    if (received && ticket->review_required) {
+        //  The intake asked for a person (a probable duplicate, a sensor event
+        //  below its confidence threshold): the operators accept or merge it.
+        //  It is in their queue by its needs_review flag; only the inbox
+        //  entry goes.
+        plan->verdict = DISPATCH_SKIP;
+        snprintf (plan->reason, sizeof plan->reason, "waits for an operator: %s",
+                  s_text (ticket->review_reason));
+        return 0;
+    }
+
     //  What the ticket needs, before building anything.
     dispatch_verdict_t verdict = DISPATCH_HOLD;
     if (!catalog)

@@ -815,6 +815,58 @@ s_deadlines_to_json (const Civicbus__V1__Ticket *t)
     return array;
 }
 
+//  merged_from: [{ticket_id, merged, reporter? (masked as the ticket's)}].
+static json_t *
+s_merged_to_json (const Civicbus__V1__Ticket *t, bool masked, bool no_personal)
+{
+    json_t *array = json_array ();
+    for (size_t i = 0; array && i < t->n_merged_from; i++) {
+        const Civicbus__V1__MergedReport *m = t->merged_from [i];
+        json_t *json = json_object ();
+        int rc = json ? 0 : -1;
+        if (json && m) {
+            rc |= s_set (json, "ticket_id", s_string (m->ticket_id));
+            rc |= s_set (json, "merged", s_time (m->merged_ms));
+            if (m->reporter && !no_personal)
+                rc |= s_set (json, "reporter", s_reporter_to_json (m->reporter, masked));
+        }
+        if (rc || json_array_append_new (array, json)) {
+            json_decref (array);
+            return NULL;
+        }
+    }
+    return array;
+}
+
+static json_t *
+s_fold_to_json (const Civicbus__V1__SensorFold *fold)
+{
+    return json_pack ("{s:o*, s:o*, s:I, s:o*, s:o*, s:o*, s:f}",
+                      "type", s_string (fold->type), "fold_id", s_string (fold->fold_id),
+                      "event_count", (json_int_t) fold->event_count,
+                      "first_seen", s_time (fold->first_seen_ms),
+                      "last_seen", s_time (fold->last_seen_ms),
+                      "first_device_id", s_string (fold->first_device_id),
+                      "confidence", fold->confidence);
+}
+
+static json_t *
+s_sender_deadlines_to_json (const Civicbus__V1__Ticket *t)
+{
+    json_t *array = json_array ();
+    for (size_t i = 0; array && i < t->n_sender_deadlines; i++) {
+        const Civicbus__V1__Deadline *deadline = t->sender_deadlines [i];
+        json_t *json = deadline ? json_pack ("{s:o*, s:o*}",
+                                             "stage", s_enum (cb_stage_name (deadline->stage)),
+                                             "due", s_time (deadline->due_ms)) : NULL;
+        if (!json || json_array_append_new (array, json)) {
+            json_decref (array);
+            return NULL;
+        }
+    }
+    return array;
+}
+
 /* ---- public: enum names ---- */
 
 const char *
@@ -978,6 +1030,21 @@ ticket_to_json (const Civicbus__V1__Ticket *t, unsigned flags)
     }
     if (t->suspension_pending)
         rc |= s_set (json, "suspension_pending", json_true ());
+    //  Issue 6: review, duplicates, merges, sensor folds, the sender's deadlines.
+    if (t->needs_review)
+        rc |= s_set (json, "needs_review", json_true ());
+    if (t->review_reason && *t->review_reason)
+        rc |= s_set (json, "review_reason", s_string (t->review_reason));
+    if (t->review_required)
+        rc |= s_set (json, "review_required", json_true ());
+    if (t->probable_duplicate_of && *t->probable_duplicate_of)
+        rc |= s_set (json, "probable_duplicate_of", s_string (t->probable_duplicate_of));
+    if (t->n_merged_from)
+        rc |= s_set (json, "merged_from", s_merged_to_json (t, masked, no_personal));
+    if (t->sensor_fold)
+        rc |= s_set (json, "sensor_fold", s_fold_to_json (t->sensor_fold));
+    if (t->n_sender_deadlines)
+        rc |= s_set (json, "sender_deadlines", s_sender_deadlines_to_json (t));
     if (rc) {
         json_decref (json);
         return NULL;

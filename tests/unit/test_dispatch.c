@@ -389,6 +389,33 @@ test_returned_ticket_skips_the_department (void **state)
     s_free (t);
 }
 
+//  Issue 6: a ticket the intake flagged for a person (probable duplicate,
+//  low-confidence sensor event) is never accepted automatically, even when
+//  the catalogue could route it; only its inbox entry goes.
+static void
+test_review_required_is_left_to_operators (void **state)
+{
+    fixture_t *fixture = *state;
+    cb_ticket_t *t = s_ticket (CIVICBUS__V1__TICKET_STATE__RECEIVED, "police.fight",
+                               CIVICBUS__V1__REQUEST_TYPE__HELP, s_path_street1);
+    t->needs_review = true;
+    t->review_required = true;
+    assert_int_equal (pb_set_string (&t->review_reason, "probable duplicate of X"), 0);
+    dispatch_plan_t plan;
+    assert_int_equal (dispatch_plan (&plan, t, fixture->with_fallback, NULL, &s_system, NOW), 0);
+    assert_int_equal (plan.verdict, DISPATCH_SKIP);
+    assert_null (plan.after);
+    assert_non_null (strstr (plan.reason, "probable duplicate of X"));
+    dispatch_plan_reset (&plan);
+
+    //  once an operator accepted it (ACCEPTED), a return is routed as usual
+    t->state = CIVICBUS__V1__TICKET_STATE__RETURNED;
+    assert_int_equal (dispatch_plan (&plan, t, fixture->with_fallback, NULL, &s_system, NOW), 0);
+    assert_int_equal (plan.verdict, DISPATCH_ROUTED);
+    dispatch_plan_reset (&plan);
+    s_free (t);
+}
+
 static void
 test_held_ticket_is_routed_once_possible (void **state)
 {
@@ -472,6 +499,7 @@ main (void)
         cmocka_unit_test (test_handled_ticket_is_skipped),
         cmocka_unit_test (test_returned_ticket_skips_the_department),
         cmocka_unit_test (test_held_ticket_is_routed_once_possible),
+        cmocka_unit_test (test_review_required_is_left_to_operators),
         cmocka_unit_test (test_late_location_by_the_grids),
         cmocka_unit_test (test_queue_member_and_bad_ids),
     };

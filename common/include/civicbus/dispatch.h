@@ -12,6 +12,10 @@
     rules are unit tested without Redis (tests/unit/test_dispatch.c).
 
     The decision, for a RECEIVED ticket:
+    - review_required (set by the intake: a probable duplicate, a sensor
+      event below its type's confidence threshold): SKIP, never accepted
+      automatically; it waits in the operators' queue (needs_review) and
+      only the inbox entry goes.
     - no catalogue loaded, or a category the catalogue does not know:
       HOLD: it stays RECEIVED with needs_review set and the reason in
       review_reason, so it waits in the operators' queue (opq:{bNN}).

@@ -98,7 +98,11 @@ int ticket_from_request_json (const char *body, size_t len,
 //    deadlines [{stage, due, warn, started, remaining_ms (while suspended)}],
 //    light, escalation_level, rework_count, version, created, updated,
 //  and only when set: merged_into, reject_reason, resolution, satisfaction,
-//  policy, extension_pending + extension_days, suspension_pending.
+//  policy, extension_pending + extension_days, suspension_pending,
+//  needs_review, review_reason, review_required, probable_duplicate_of,
+//  merged_from [{ticket_id, merged, reporter (masked as above)}],
+//  sensor_fold {type, fold_id, event_count, first_seen, last_seen,
+//  first_device_id, confidence}, sender_deadlines [{stage, due}].
 //  Times are ISO 8601 in Asia/Shanghai ("2026-09-30T16:00:00+08:00"), null
 //  when 0 (or outside the years 1970..9999). With TICKET_JSON_MASK_PERSONAL
 //  or TICKET_JSON_NO_PERSONAL, mobile numbers inside the description are
