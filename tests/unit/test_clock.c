@@ -4,7 +4,11 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "civicbus/clock.h"
@@ -95,6 +99,39 @@ test_settable_clock (void **state)
     assert_true (b >= a);
 }
 
+static void
+test_clock_file_moves_running_clock (void **state)
+{
+    (void) state;
+    char path [] = "/tmp/cbtest-clock-XXXXXX";
+    int fd = mkstemp (path);
+    assert_true (fd >= 0);
+    close (fd);
+    setenv ("CIVICBUS_CLOCK_FILE", path, 1);
+    FILE *file = fopen (path, "w");
+    fprintf (file, "%lld\n", 3600000LL);
+    fclose (file);
+    int64_t real = 0;
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    real = (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t now = cb_clock_now_ms ();
+    assert_true (now - real >= 3600000 - 1000 && now - real <= 3600000 + 1000);
+    //  A rewrite is picked up within the re-read interval (bounded wait).
+    file = fopen (path, "w");
+    fprintf (file, "%lld\n", 7200000LL);
+    fclose (file);
+    int64_t moved = 0;
+    for (int i = 0; i < 200 && moved < real + 7200000 - 1000; i++) {
+        struct timespec nap = { 0, 10 * 1000000L };
+        nanosleep (&nap, NULL);
+        moved = cb_clock_now_ms ();
+    }
+    assert_true (moved >= real + 7200000 - 1000);
+    unsetenv ("CIVICBUS_CLOCK_FILE");
+    unlink (path);
+}
+
 int
 main (void)
 {
@@ -105,6 +142,7 @@ main (void)
         cmocka_unit_test (test_round_trip),
         cmocka_unit_test (test_local_date),
         cmocka_unit_test (test_settable_clock),
+        cmocka_unit_test (test_clock_file_moves_running_clock),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -15,7 +15,9 @@
 #define CB_SHANGHAI_OFFSET_MS (8LL * 3600 * 1000)
 
 //  Milliseconds since the Unix epoch: the fixed time if one is set, else the
-//  real time plus the offset (CIVICBUS_CLOCK_OFFSET_MS, read once).
+//  real time plus the offset (CIVICBUS_CLOCK_OFFSET_MS, read once; or, when
+//  CIVICBUS_CLOCK_FILE names a file, the offset written in it, re-read when
+//  the file changes: integration tests move a running service's clock so).
 int64_t cb_clock_now_ms (void);
 //  A monotonic reading for measuring intervals and timeouts; never fixed.
 int64_t cb_clock_mono_ms (void);
