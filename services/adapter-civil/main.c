@@ -1,35 +1,15 @@
-/*  civicbus-adapter-civil — the civil (民政) department adapter.
+/*  civicbus-adapter-civil — the civil-affairs (民政) department adapter.
 
     Takes dispatch orders from the dispatcher (ZeroMQ DEALER, CURVE) and
-    forwards them to the civil-affairs assistance system; turns its answers into replies.
+    forwards them to the civil-affairs case system as assistance cases with
+    a callback number and no reporter name; turns its events into replies.
+    Everything but the mapping (mapping.c, API in civil.h) is the adapter
+    library (common/adapter.c); docs/ADAPTERS.md walks through it. */
 
-    This binary is the service's skeleton: it reads its configuration,
-    checks Redis, reports ready and stops cleanly on SIGTERM. The department protocol arrives with issue 4. */
-
-#include "civicbus/service.h"
-
-static const cb_setting_t s_settings [] = {
-    { "CIVICBUS_ADAPTER_ENDPOINTS", "tcp://127.0.0.1:5552", CB_SETTING_ENDPOINTS, 0, 0,
-      "the dispatchers' adapter endpoints (active and standby)" },
-    { "CIVICBUS_DEPT_URL", "http://127.0.0.1:9103/cases", CB_SETTING_STRING, 0, 0, "the department system's URL" },
-    CB_SETTINGS_COMMON,
-    { NULL }
-};
+#include "civil.h"
 
 int
 main (int argc, char **argv)
 {
-    const cb_service_info_t info = {
-        "adapter-civil",
-        "The civil (民政) department adapter: forwards dispatch orders to the civil-affairs assistance system\nand its answers back to the dispatcher. (Skeleton: the department protocol arrives with issue 4.)",
-        NULL,
-        s_settings
-    };
-    cb_config_t *config;
-    int rc = cb_service_start (&info, argc, argv, &config);
-    if (rc)
-        return rc < 0 ? 2 : 0;
-    rc = cb_service_idle (config, "department protocol not built yet (issue 4)", 2000);
-    cb_config_destroy (&config);
-    return rc;
+    return cb_adapter_main (&civil_mapping, argc, argv);
 }
