@@ -1194,6 +1194,16 @@ notify_rules_decide (const notify_rules_t *self, const cb_ticket_t *t,
                        || (strcmp (type, "resolve") == 0 && ev->from_state != ev->to_state);
     if (reporter_event && !s_empty (phone))
         rc = s_add_text (self, plan, NOTIFY_SMS, t, ev, level, phone);
+    //  The reporters of tickets merged into this one (并单) hear its outcome:
+    //  resolution and closure, in the same words (one delivery per phone).
+    bool outcome = strcmp (type, "verify") == 0
+                || (strcmp (type, "resolve") == 0 && ev->from_state != ev->to_state);
+    for (size_t i = 0; outcome && rc >= 0 && i < t->n_merged_from; i++) {
+        const Civicbus__V1__MergedReport *m = t->merged_from [i];
+        const char *merged_phone = m && m->reporter ? m->reporter->phone : NULL;
+        if (!s_empty (merged_phone) && (s_empty (phone) || strcmp (merged_phone, phone)))
+            rc = s_add_text (self, plan, NOTIFY_SMS, t, ev, level, merged_phone);
+    }
 
     //  The hotline, for its own tickets.
     if (rc >= 0 && t->source == CIVICBUS__V1__SOURCE__SOURCE_HOTLINE

@@ -236,6 +236,48 @@ test_resolve_and_verify (void **state)
     assert_non_null (s_find (f, NOTIFY_HOTLINE, "12345"));
 }
 
+//  Issue 6: reporters of merged tickets (并单) hear the parent's outcome,
+//  and nothing else; their phones appear in no other delivery.
+static void
+test_merged_reporters_hear_the_outcome (void **state)
+{
+    fixture_t *f = *state;
+    cb_ticket_t *t = f->ticket;
+    const char *phones [] = { "13900001111", "13812345678", "" };
+    t->merged_from = calloc (3, sizeof *t->merged_from);
+    for (size_t i = 0; i < 3; i++) {
+        Civicbus__V1__MergedReport *m = calloc (1, sizeof *m);
+        civicbus__v1__merged_report__init (m);
+        pb_set_string (&m->ticket_id, "320105-20261129-000000135");
+        m->reporter = calloc (1, sizeof *m->reporter);
+        civicbus__v1__reporter__init (m->reporter);
+        pb_set_string (&m->reporter->phone, phones [i]);
+        t->merged_from [t->n_merged_from++] = m;
+    }
+    s_event (f, "accept", RECEIVED, ACCEPTED, NULL, NULL);
+    s_decide (f);
+    assert_null (s_find (f, NOTIFY_SMS, "13900001111"));
+    pb_set_string (&t->resolution, "已清理完毕");
+    s_event (f, "resolve", IN_PROGRESS, RESOLVED, "已清理完毕", NULL);
+    s_decide (f);
+    const notify_delivery_t *merged = s_find (f, NOTIFY_SMS, "13900001111");
+    assert_non_null (merged);
+    assert_non_null (strstr (merged->body, "已清理完毕"));
+    //  the parent's reporter once (the same phone merged in is not told twice)
+    size_t to_parent = 0;
+    for (size_t i = 0; i < f->plan.count; i++)
+        if (f->plan.items [i].channel == NOTIFY_SMS
+        &&  strcmp (f->plan.items [i].recipient, "13812345678") == 0)
+            to_parent++;
+    assert_int_equal (to_parent, 1);
+    for (size_t i = 0; i < f->plan.count; i++)
+        if (f->plan.items [i].channel != NOTIFY_SMS)
+            assert_null (strstr (f->plan.items [i].body, "13900001111"));
+    s_event (f, "verify", RESOLVED, CLOSED, NULL, NULL);
+    s_decide (f);
+    assert_non_null (s_find (f, NOTIFY_SMS, "13900001111"));
+}
+
 static void
 test_co_handler_resolve_is_not_for_reporter (void **state)
 {
@@ -414,6 +456,7 @@ main (void)
         cmocka_unit_test_setup_teardown (test_reject_gives_reason_in_chinese, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_dispatch_tells_hotline_with_department, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_resolve_and_verify, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown (test_merged_reporters_hear_the_outcome, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_co_handler_resolve_is_not_for_reporter, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_department_hears_reminders, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown (test_supervisors_by_level_and_area, s_setup, s_teardown),

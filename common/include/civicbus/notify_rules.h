@@ -8,6 +8,9 @@
       "accept", "reject", "resolve" (the primary department's, which
       changes the state; a co-handler's note does not) and "verify" (closure,
       with the follow-up question); only when the ticket has a phone;
+    - the reporters of tickets merged into it (merged_from[].reporter.phone,
+      并单), by SMS in the same words, on "resolve" and "verify": a merged
+      reporter hears the parent's outcome;
     - the 12345 hotline, for tickets whose source is hotline and when a
       hotline callback is configured: acceptance and rejection, dispatch and
       reassignment (with the department), every department reply (sign,
