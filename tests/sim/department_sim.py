@@ -20,8 +20,10 @@ out, so a dispatcher failover loses nothing and applies nothing twice.
 
 Dialects describe one department system's API (order path, answer path,
 answer body). "police" is the police incident system of
-services/adapter-police/mapping.c; "urban" and "civil" are added by writing
-one Dialect subclass each and listing it in DIALECTS.
+services/adapter-police/mapping.c, "urban" the digital urban-management
+system of services/adapter-urban (urban.h), "civil" the civil-affairs case
+system of services/adapter-civil (civil.h); a new department writes one
+Dialect subclass and lists it in DIALECTS.
 """
 import argparse
 import heapq
@@ -83,8 +85,66 @@ class PoliceDialect(Dialect):
         return body
 
 
-# The next engineer adds UrbanDialect and CivilDialect here.
-DIALECTS = {d.name: d for d in (PoliceDialect(),)}
+class UrbanDialect(Dialect):
+    """The digital urban-management system of services/adapter-urban
+    (urban.h): cases with GB/T 30428 codes, feedback actions."""
+    name = "urban"
+    order_path = "/cases"
+    answer_path = "/urban/v1/feedback"
+    ACTION = {"sign": "签收", "return": "退回", "extension": "延期",
+              "suspend": "挂账", "progress": "进展", "resolve": "办结"}
+
+    def check_order(self, body):
+        for field in ("case_key", "case_no", "gbt30428", "grid_code", "location"):
+            if field not in body:
+                return f"{field} is required"
+        g = body["gbt30428"]
+        if g.get("type") not in ("facility", "event") or len(g.get("subclass_code", "")) != 4:
+            return "gbt30428 needs a type and a four-digit subclass_code"
+        return None
+
+    def answer_body(self, dispatch_id, kind, answer_id, text, days):
+        body = {"case_key": dispatch_id, "action": self.ACTION.get(kind, kind),
+                "opinion": text, "handler": "城管执法中队李队长",
+                "time": int(time.time() * 1000)}
+        if answer_id:
+            body["feedback_id"] = answer_id
+        if kind == "extension":
+            body["delay_days"] = days
+        if kind == "resolve":
+            body["images"] = ["https://urban.example/after/%s.jpg" % answer_id]
+        return body
+
+
+class CivilDialect(Dialect):
+    """The civil-affairs case system of services/adapter-civil (civil.h):
+    assistance cases with a callback number and no reporter name."""
+    name = "civil"
+    order_path = "/cases"
+    answer_path = "/civil/v1/events"
+    EVENT = {"sign": "ACCEPT", "return": "RETURN", "extension": "EXTEND",
+             "suspend": "SUSPEND", "progress": "VISIT", "resolve": "COMPLETE"}
+
+    def check_order(self, body):
+        for field in ("request_no", "ticket_no", "service_type", "callback"):
+            if field not in body:
+                return f"{field} is required"
+        return None
+
+    def answer_body(self, dispatch_id, kind, answer_id, text, days):
+        body = {"request_no": dispatch_id, "event": self.EVENT.get(kind, kind),
+                "remark": text, "worker": "社区社工王老师",
+                "occurred_at": int(time.time() * 1000)}
+        if answer_id:
+            body["event_id"] = answer_id
+        if kind == "extension":
+            body["extend_days"] = days
+        if kind == "resolve":
+            body["files"] = ["https://civil.example/visits/%s.pdf" % answer_id]
+        return body
+
+
+DIALECTS = {d.name: d for d in (PoliceDialect(), UrbanDialect(), CivilDialect())}
 
 TEXTS = {
     "sign": "已签收，民警正在赶往现场",
@@ -92,6 +152,7 @@ TEXTS = {
     "extension": "需要协调多方，申请延期",
     "progress": "已到达现场处置",
     "resolve": "已处置完毕，现场秩序恢复",
+    "suspend": "等待相关单位配合，申请挂账",
 }
 
 
