@@ -1,11 +1,12 @@
-/*  citydata.c — grids and catalogue in Redis, cached as swappable
-    snapshots (see citydata.h). */
+/*  citydata.c — grids, catalogue, time-limit policies and calendar in
+    Redis, cached as swappable snapshots (see citydata.h). */
 
 #include "civicbus/citydata.h"
 #include "civicbus/clock.h"
 #include "civicbus/log.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@ typedef struct {
 struct _citydata_t {
     pthread_mutex_t lock;
     s_snap_t *current;
+    bool warned_no_sla;        //  "no policies" is said once, not every refresh
 };
 
 /* ---- private ---- */
@@ -28,7 +30,25 @@ s_snap_free (s_snap_t *snap)
 {
     grid_index_destroy (&snap->pub.grids);
     catalog_destroy (&snap->pub.catalog);
+    sla_destroy (&snap->pub.policies);
+    workcal_destroy (&snap->pub.calendar);
     free (snap);
+}
+
+//  A snapshot with the built-in calendar and nothing else; NULL out of memory.
+static s_snap_t *
+s_snap_new (void)
+{
+    s_snap_t *snap = calloc (1, sizeof *snap);
+    if (!snap)
+        return NULL;
+    snap->refs = 1;
+    snap->pub.calendar = workcal_new_default ();
+    if (!snap->pub.calendar) {
+        free (snap);
+        return NULL;
+    }
+    return snap;
 }
 
 static int
@@ -118,12 +138,11 @@ citydata_new (void)
     citydata_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    self->current = calloc (1, sizeof (s_snap_t));
+    self->current = s_snap_new ();
     if (!self->current) {
         free (self);
         return NULL;
     }
-    self->current->refs = 1;
     pthread_mutex_init (&self->lock, NULL);
     return self;
 }
@@ -148,32 +167,43 @@ citydata_refresh (citydata_t *self, cb_redis_t *redis)
 {
     redisReply *reply = cb_redis_command (redis, "EVAL %s 0",
         "return {redis.call('HGET','cfg:grids','version') or '0',"
-        "redis.call('HGET','cfg:catalog','version') or '0'}");
+        "redis.call('HGET','cfg:catalog','version') or '0',"
+        "redis.call('HGET','cfg:sla','version') or '0',"
+        "redis.call('HGET','cfg:calendar','version') or '0'}");
     if (!reply)
         return -1;
-    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2) {
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 4) {
         freeReplyObject (reply);
         return -1;
     }
-    int64_t grids_v = strtoll (reply->element [0]->str, NULL, 10);
-    int64_t catalog_v = strtoll (reply->element [1]->str, NULL, 10);
+    int64_t versions [4];
+    for (int i = 0; i < 4; i++)
+        versions [i] = reply->element [i]->type == REDIS_REPLY_STRING
+                     ? strtoll (reply->element [i]->str, NULL, 10) : 0;
     freeReplyObject (reply);
 
     pthread_mutex_lock (&self->lock);
     s_snap_t *cur = self->current;
-    bool grids_changed = grids_v != cur->pub.grids_version;
-    bool catalog_changed = catalog_v != cur->pub.catalog_version;
+    bool changed = versions [0] != cur->pub.grids_version
+                || versions [1] != cur->pub.catalog_version
+                || versions [2] != cur->pub.sla_version
+                || versions [3] != cur->pub.calendar_version;
     pthread_mutex_unlock (&self->lock);
-    if (!grids_changed && !catalog_changed)
+    if (versions [2] == 0 && !self->warned_no_sla) {
+        self->warned_no_sla = true;
+        cb_log (CB_LOG_WARN, "no time-limit policies loaded (cfg:sla): tickets get no "
+                "deadlines until 'civicbus sla load FILE'", NULL);
+    }
+    if (!changed)
         return 0;
 
-    //  Parse both, outside the lock (readers keep the old pair meanwhile), so
-    //  every snapshot owns its objects outright: no sharing between them.
-    //  Changes are rare; parsing the demo city takes milliseconds.
-    s_snap_t *next = calloc (1, sizeof *next);
+    //  Parse everything, outside the lock (readers keep the old set
+    //  meanwhile), so every snapshot owns its objects outright: no sharing
+    //  between them. Changes are rare; parsing the demo city takes
+    //  milliseconds.
+    s_snap_t *next = s_snap_new ();
     if (!next)
         return -1;
-    next->refs = 1;
     char err [512] = "";
     int rc = 1;
     char *text = citydata_fetch (redis, "grids", &next->pub.grids_version);
@@ -194,8 +224,30 @@ citydata_refresh (citydata_t *self, cb_redis_t *redis)
         }
     }
     free (text);
+    text = citydata_fetch (redis, "sla", &next->pub.sla_version);
+    if (text) {
+        next->pub.policies = sla_from_json (text, strlen (text), err, sizeof err);
+        if (!next->pub.policies) {
+            cb_log (CB_LOG_ERROR, "stored time-limit policies do not load", "error", err, NULL);
+            rc = -1;
+        }
+    }
+    free (text);
+    text = citydata_fetch (redis, "calendar", &next->pub.calendar_version);
+    if (text) {
+        workcal_t *calendar = workcal_from_json (text, strlen (text), err, sizeof err);
+        if (calendar) {
+            workcal_destroy (&next->pub.calendar);
+            next->pub.calendar = calendar;
+        }
+        else {
+            cb_log (CB_LOG_ERROR, "stored calendar does not load", "error", err, NULL);
+            rc = -1;
+        }
+    }
+    free (text);
     if (rc < 0) {
-        //  Keep serving with the previous pair.
+        //  Keep serving with the previous set.
         s_snap_free (next);
         return -1;
     }
@@ -206,7 +258,11 @@ citydata_refresh (citydata_t *self, cb_redis_t *redis)
     pthread_mutex_unlock (&self->lock);
     if (free_old)
         s_snap_free (cur);
-    cb_log (CB_LOG_INFO, "city data loaded", NULL);
+    char sla_v [24], cal_v [24];
+    snprintf (sla_v, sizeof sla_v, "%lld", (long long) next->pub.sla_version);
+    snprintf (cal_v, sizeof cal_v, "%lld", (long long) next->pub.calendar_version);
+    cb_log (CB_LOG_INFO, "city data loaded", "sla_version", sla_v,
+            "calendar", workcal_name (next->pub.calendar), "calendar_version", cal_v, NULL);
     return 1;
 }
 

@@ -732,19 +732,24 @@ sla_resume (const sla_policies_t *self, const char *policy, Civicbus__V1__Urgenc
 bool
 sla_deadline_running (const Civicbus__V1__Deadline *deadline)
 {
-    return deadline && deadline->due_ms > 0;
+    return deadline && deadline->due_ms > 0 && deadline->finished_ms == 0;
 }
 
 bool
 sla_deadline_paused (const Civicbus__V1__Deadline *deadline)
 {
-    return deadline && deadline->due_ms == 0 && deadline->remaining_ms != 0;
+    return deadline && deadline->due_ms == 0 && deadline->remaining_ms != 0
+        && deadline->finished_ms == 0;
 }
 
 Civicbus__V1__Light
 sla_light_at (const Civicbus__V1__Deadline *deadline, int64_t now_ms)
 {
     assert (deadline);
+    if (deadline->finished_ms && deadline->due_ms > 0)
+        //  A finished stage keeps the light it ended with (KPIs: on time?).
+        now_ms = deadline->finished_ms;
+    else
     if (!sla_deadline_running (deadline))
         return deadline->remaining_ms < 0 ? CIVICBUS__V1__LIGHT__LIGHT_RED
                                           : CIVICBUS__V1__LIGHT__LIGHT_GREEN;

@@ -803,6 +803,8 @@ s_deadlines_to_json (const Civicbus__V1__Ticket *t)
             rc |= s_set (json, "warn", s_time (deadline->warn_ms));
             if (deadline->started_ms)
                 rc |= s_set (json, "started", s_time (deadline->started_ms));
+            if (deadline->finished_ms)
+                rc |= s_set (json, "finished", s_time (deadline->finished_ms));
             if (t->state == CIVICBUS__V1__TICKET_STATE__SUSPENDED
             ||  deadline->remaining_ms != 0)
                 rc |= s_set (json, "remaining_ms", json_integer (deadline->remaining_ms));

@@ -91,7 +91,8 @@ static bool
 s_has_deadline (const cb_ticket_t *ticket, const Civicbus__V1__Deadline *d)
 {
     for (size_t i = 0; i < ticket->n_deadlines; i++)
-        if (ticket->deadlines [i]->stage == d->stage && ticket->deadlines [i]->due_ms == d->due_ms)
+        if (ticket->deadlines [i]->stage == d->stage && ticket->deadlines [i]->due_ms == d->due_ms
+        &&  sla_deadline_running (ticket->deadlines [i]))
             return true;
     return false;
 }

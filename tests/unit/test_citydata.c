@@ -1,6 +1,7 @@
 /*  test_citydata.c — grids and catalogue stored in Redis after validation,
     cached as snapshots, reloaded when their version moves, and a reader's
-    snapshot stays valid while a reload swaps in a new one. */
+    snapshot stays valid while a reload swaps in a new one; time-limit
+    policies and the calendar ride in the same snapshots. */
 
 #include <stdarg.h>
 #include <stddef.h>
@@ -143,12 +144,82 @@ test_bad_files_never_reach_redis (void **state)
     assert_int_equal (after, before);
 }
 
+//  Writes cfg:WHAT the way the CLI does (json + bumped version).
+static void
+s_put_cfg (cb_redis_t *redis, const char *what, const char *text, size_t len)
+{
+    const char *argv [] = { "HINCRBY", what, "version", "1" };
+    redisReply *reply = cb_redis_argv (redis, 4, argv, NULL);
+    assert_non_null (reply);
+    freeReplyObject (reply);
+    const char *argv2 [] = { "HSET", what, "json", text };
+    size_t lens [] = { 4, strlen (what), 4, len };
+    reply = cb_redis_argv (redis, 4, argv2, lens);
+    assert_non_null (reply);
+    assert_int_equal (reply->type, REDIS_REPLY_INTEGER);
+    freeReplyObject (reply);
+}
+
+static void
+test_policies_and_calendar (void **state)
+{
+    fixture_t *f = *state;
+    citydata_t *city = citydata_new ();
+    citydata_refresh (city, f->redis);
+    citydata_snapshot_t *snap = citydata_acquire (city);
+    //  Nothing loaded: no policies, the built-in 2026 calendar.
+    assert_null (snap->policies);
+    assert_non_null (snap->calendar);
+    assert_string_equal (workcal_name (snap->calendar), "cn-2026");
+    assert_int_equal (snap->sla_version, 0);
+    assert_int_equal (snap->calendar_version, 0);
+    citydata_release (city, &snap);
+
+    size_t len = 0;
+    char *sla = s_read ("sla.json", &len);
+    assert_non_null (sla);
+    s_put_cfg (f->redis, "cfg:sla", sla, len);
+    free (sla);
+    assert_int_equal (citydata_refresh (city, f->redis), 1);
+    snap = citydata_acquire (city);
+    assert_non_null (snap->policies);
+    assert_int_equal (snap->sla_version, 1);
+    assert_true (sla_has_policy (snap->policies, "urban-4h"));
+    assert_string_equal (workcal_name (snap->calendar), "cn-2026");
+
+    //  A calendar of our own replaces the built-in one; the reader keeps its set.
+    const char *cal = "{\"name\": \"seven-days\", \"timezone\": \"Asia/Shanghai\","
+        " \"office_hours\": {\"mon\": [\"09:00-17:00\"], \"tue\": [\"09:00-17:00\"],"
+        " \"wed\": [\"09:00-17:00\"], \"thu\": [\"09:00-17:00\"], \"fri\": [\"09:00-17:00\"],"
+        " \"sat\": [\"09:00-17:00\"], \"sun\": [\"09:00-17:00\"]}}";
+    s_put_cfg (f->redis, "cfg:calendar", cal, strlen (cal));
+    assert_int_equal (citydata_refresh (city, f->redis), 1);
+    assert_string_equal (workcal_name (snap->calendar), "cn-2026");
+    citydata_release (city, &snap);
+    snap = citydata_acquire (city);
+    assert_string_equal (workcal_name (snap->calendar), "seven-days");
+    assert_int_equal (snap->calendar_version, 1);
+    assert_non_null (snap->policies);
+    citydata_release (city, &snap);
+
+    //  Broken policies in Redis (written behind the CLI's back): the
+    //  previous set stays in use.
+    s_put_cfg (f->redis, "cfg:sla", "{\"version\": 1}", 14);
+    assert_int_equal (citydata_refresh (city, f->redis), -1);
+    snap = citydata_acquire (city);
+    assert_non_null (snap->policies);
+    assert_int_equal (snap->sla_version, 1);
+    citydata_release (city, &snap);
+    citydata_destroy (&city);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_store_refresh_and_swap),
         cmocka_unit_test (test_bad_files_never_reach_redis),
+        cmocka_unit_test (test_policies_and_calendar),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

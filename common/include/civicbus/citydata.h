@@ -1,16 +1,25 @@
-/*  citydata.h — the city's grids and dispatch catalogue: stored in Redis by
-    `civicbus grids load` / `civicbus catalog load`, cached by every service
+/*  citydata.h — the city's grids, dispatch catalogue, time-limit policies
+    and working calendar: stored in Redis by `civicbus grids load` /
+    `catalog load` / `sla load` / `calendar load`, cached by every service
     that needs them, and reloaded when they change.
 
     Redis keys (global, not per bucket: read by all, written rarely):
         cfg:grids     hash  json (GeoJSON text), version, loaded_ms, count
         cfg:catalog   hash  json, version, loaded_ms, count
+        cfg:sla       hash  json (sla.h), version, loaded_ms, count, label
+        cfg:calendar  hash  json (workcal.h), version, loaded_ms, name
     A load validates the text first (the same parser the services use), so a
     bad file never reaches Redis and never breaks a running service.
 
+    Without cfg:calendar the snapshot carries the built-in 2026 calendar
+    (workcal_new_default). Without cfg:sla it carries no policies, and then
+    no ticket gets a deadline: services never read repository files at run
+    time, so `./scripts/up` loads deploy/config/sla.json; the first refresh
+    that finds none logs it once at warn.
+
     The cache hands out reference-counted snapshots: a request thread works on
-    one consistent (grids, catalogue) pair while a refresh swaps in a new
-    pair; the old one is freed when its last reader releases it. */
+    one consistent set while a refresh swaps in a new one; the old one is
+    freed when its last reader releases it. */
 
 #ifndef CIVICBUS_CITYDATA_H
 #define CIVICBUS_CITYDATA_H
@@ -19,14 +28,20 @@
 #include "civicbus/redis.h"
 #include "civicbus/grid_index.h"
 #include "civicbus/catalog.h"
+#include "civicbus/sla.h"
+#include "civicbus/workcal.h"
 
 typedef struct _citydata_t citydata_t;
 
 typedef struct {
     grid_index_t *grids;      //  NULL until grids are loaded
     catalog_t *catalog;       //  NULL until a catalogue is loaded
+    sla_policies_t *policies; //  NULL until time-limit policies are loaded
+    workcal_t *calendar;      //  never NULL: the loaded one, else the built-in one
     int64_t grids_version;
     int64_t catalog_version;
+    int64_t sla_version;      //  0: none loaded
+    int64_t calendar_version; //  0: the built-in calendar
 } citydata_snapshot_t;
 
 //  Validates `text` as GeoJSON grids (or a catalogue) and stores it with a
@@ -37,9 +52,11 @@ int citydata_store_grids (cb_redis_t *redis, const char *text, size_t len,
 int citydata_store_catalog (cb_redis_t *redis, const char *text, size_t len,
                             int64_t *version, char *err, size_t errcap);
 //  Reads the stored text (caller frees) and version; NULL when none.
-char *citydata_fetch (cb_redis_t *redis, const char *what /* "grids" or "catalog" */,
-                      int64_t *version);
+//  `what`: "grids", "catalog", "sla" or "calendar".
+char *citydata_fetch (cb_redis_t *redis, const char *what, int64_t *version);
 
+//  A cache whose first snapshot has nothing but the built-in calendar.
+//  NULL when out of memory.
 citydata_t *citydata_new (void);
 void citydata_destroy (citydata_t **self_p);
 

@@ -22,6 +22,9 @@
                    overdue by -remaining_ms (at least 1 ms) when paused.
                    Both count in the limit's kind of time.
         no limit   due_ms == 0, remaining_ms == 0
+        finished   finished_ms > 0: the stage ended then (ticket_effects.h);
+                   due_ms, warn_ms (and remaining_ms when it ended paused)
+                   are kept for KPIs; neither running nor paused, no timers
     started_ms is when the stage started and never moves.
 
     JSON (deploy/config/sla.json is the real example):
@@ -196,13 +199,14 @@ int sla_pause (const sla_policies_t *self, const char *policy, Civicbus__V1__Urg
 int sla_resume (const sla_policies_t *self, const char *policy, Civicbus__V1__Urgency urgency,
                 Civicbus__V1__Deadline *deadline, int64_t now_ms, const workcal_t *cal);
 
-//  Running (due_ms > 0) and paused (see the top) deadlines.
+//  Running (due_ms > 0, not finished) and paused (see the top) deadlines.
 bool sla_deadline_running (const Civicbus__V1__Deadline *deadline);
 bool sla_deadline_paused (const Civicbus__V1__Deadline *deadline);
 
 //  The light at `now_ms`: GREEN before warn_ms, YELLOW from warn_ms, RED
 //  from due_ms (a deadline is missed at its due instant). A paused deadline
-//  is RED when it was paused overdue, else GREEN; no limit is GREEN.
+//  is RED when it was paused overdue, else GREEN; no limit is GREEN. A
+//  finished one keeps the light it had at finished_ms.
 Civicbus__V1__Light sla_light_at (const Civicbus__V1__Deadline *deadline, int64_t now_ms);
 
 //  The instants of the escalation steps of a running deadline (due plus each
