@@ -17,8 +17,9 @@ CB_BUILD_PACKAGES=(build-essential cmake pkg-config
     libhiredis-dev libmicrohttpd-dev libcmocka-dev libjansson-dev
     libcurl4-openssl-dev libgeos-dev libsodium-dev
     redis-server python3 curl procps)
+# python3-jsonschema: test_open311.py validates answers against the Open311 schemas.
 # shellcheck disable=SC2034
-CB_TEST_PACKAGES=(clang libclang-rt-14-dev)
+CB_TEST_PACKAGES=(clang libclang-rt-14-dev python3-jsonschema)
 
 cb_log() { printf '%s %s\n' "$(date '+%H:%M:%S')" "$*"; }
 cb_warn() { printf '%s warning: %s\n' "$(date '+%H:%M:%S')" "$*" >&2; }

@@ -25,7 +25,8 @@
 #define S_HASH_TTL_S 600
 
 static const char s_not_found [] =
-    "no such resource; the API is POST/GET /v1/tickets and GET /v1/tickets/{id}";
+    "no such resource; the API is POST/GET /v1/tickets and GET /v1/tickets/{id}, "
+    "and Open311 GeoReport v2 under /open311/v2/ (discovery.xml)";
 
 static const cb_setting_t s_settings [] = {
     { "CIVICBUS_INTAKE_LISTEN", "127.0.0.1:8080", CB_SETTING_HOSTPORT, 0, 0,
@@ -134,6 +135,8 @@ s_routes (intake_t *intake)
         "Doorbells not sent to a dispatcher (its sweep finds the ticket).");
     intake->count_ungridded = httpd_counter (httpd, "civicbus_intake_tickets_ungridded_total",
                                              "Tickets stored outside every known grid.");
+    if (intake_open311_routes (intake))
+        return -1;
     return intake->count_created < 0 || intake->count_repeated < 0
         || intake->count_doorbells_dropped < 0 || intake->count_ungridded < 0 ? -1 : 0;
 }
@@ -215,6 +218,7 @@ main (int argc, char **argv)
     }
     if (!intake.pool || !keys || !intake.citydata)
         goto stop;
+    intake.keys = keys;
     intake.httpd = httpd_new (&options);
     if (!intake.httpd || s_routes (&intake))
         goto stop;
