@@ -117,7 +117,7 @@ hotline_number_valid (const char *number)
 int
 hotline_idempotency_key (char *buf, size_t cap, const char *number)
 {
-    int n = snprintf (buf, cap, "hotline:%s", number ? number : "");
+    int n = snprintf (buf, cap, "ext:hotline:%s", number ? number : "");
     return n > 0 && (size_t) n < cap ? 0 : -1;
 }
 

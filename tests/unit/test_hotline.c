@@ -82,7 +82,7 @@ test_numbers_and_keys (void **state)
     assert_false (hotline_number_valid ("工单1"));
     char key [80];
     assert_int_equal (hotline_idempotency_key (key, sizeof key, "N1"), 0);
-    assert_string_equal (key, "hotline:N1");
+    assert_string_equal (key, "ext:hotline:N1");
     assert_int_equal (hotline_idempotency_key (key, 5, "N1"), -1);
 }
 

@@ -46,9 +46,11 @@
 //  on its way through a URL, so the signed path is the path we see).
 bool hotline_number_valid (const char *number);
 
-//  "hotline:NUMBER", the idempotency key of the hotline's ticket (its bucket
-//  is cb_bucket_for_key of it, and idem:{bNN}:hotline:NUMBER holds the
-//  ticket id: the lookup by number). 0, or -1 when it does not fit.
+//  "ext:hotline:NUMBER", the idempotency key of the hotline's ticket (the
+//  intake's key for source hotline and external_id NUMBER, so the native
+//  API and the hotline door agree). Its bucket is cb_bucket_for_key of it,
+//  and idem:{bNN}:ext:hotline:NUMBER holds the ticket id: the lookup by
+//  number. 0, or -1 when it does not fit.
 int hotline_idempotency_key (char *buf, size_t cap, const char *number);
 
 //  Validates the ticket body (`len` bytes) and builds the ticket. 0 with

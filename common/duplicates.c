@@ -1,0 +1,399 @@
+/*  duplicates.c — probable duplicates among people's reports: a per-category
+    GEO index of open tickets searched at creation, the merge record on the
+    parent, and the repeat-report rate counters (see duplicates.h).
+
+    Costs: a search is one script (GEOSEARCH is O(N+log M) for N points in
+    the radius' bounding box; COUNT bounds the answer) plus one ticket load
+    per candidate examined (usually one). */
+
+#include "civicbus/duplicates.h"
+#include "civicbus/clock.h"
+#include "civicbus/log.h"
+#include "civicbus/pbutil.h"
+#include "civicbus/ticket_id.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct _dup_index_t {
+    int radius_m;
+    int window_s;
+    //  Scripts whose sha is filled once by dup_index_prepare; each call
+    //  works on a copy, so threads never write shared state.
+    cb_script_t find;
+    cb_script_t add;
+    cb_script_t drop;
+};
+
+//  Drops entries older than the window, then the nearest COUNT ids.
+static const char s_find_lua [] =
+    "local old = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[4], 'LIMIT', 0, 200)\n"
+    "for _, id in ipairs(old) do\n"
+    "  redis.call('ZREM', KEYS[1], id)\n"
+    "  redis.call('ZREM', KEYS[2], id)\n"
+    "end\n"
+    "return redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],\n"
+    "                  'BYRADIUS', ARGV[3], 'm', 'ASC', 'COUNT', ARGV[5])\n";
+
+static const char s_add_lua [] =
+    "redis.call('GEOADD', KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
+    "redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])\n"
+    "return 1\n";
+
+static const char s_drop_lua [] =
+    "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "redis.call('ZREM', KEYS[2], ARGV[1])\n"
+    "return 1\n";
+
+/* ---- private ---- */
+
+static void
+s_keys (const char *category, char *geo, char *times, size_t cap)
+{
+    snprintf (geo, cap, "dupgeo:{d:%s}", category);
+    snprintf (times, cap, "dupt:{d:%s}", category);
+}
+
+static redisReply *
+s_eval (const cb_script_t *shared, cb_redis_t *redis, int numkeys, int argc, const char **argv)
+{
+    cb_script_t script = *shared;
+    return cb_redis_eval (redis, &script, numkeys, argc, argv, NULL);
+}
+
+static const char *
+s_street (const cb_ticket_t *t)
+{
+    const Civicbus__V1__Location *where = t->location;
+    if (!where || where->n_grid_path == 0)
+        return "ungridded";
+    return where->n_grid_path >= 2 ? where->grid_path [1] : where->grid_path [0];
+}
+
+/* ---- public: the index ---- */
+
+dup_index_t *
+dup_index_new (int radius_m, int window_s)
+{
+    if (radius_m < 1 || radius_m > 100000 || window_s < 1)
+        return NULL;
+    dup_index_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->radius_m = radius_m;
+    self->window_s = window_s;
+    self->find = (cb_script_t) CB_SCRIPT (s_find_lua);
+    self->add = (cb_script_t) CB_SCRIPT (s_add_lua);
+    self->drop = (cb_script_t) CB_SCRIPT (s_drop_lua);
+    return self;
+}
+
+void
+dup_index_destroy (dup_index_t **self_p)
+{
+    assert (self_p);
+    free (*self_p);
+    *self_p = NULL;
+}
+
+void
+dup_index_limits (const dup_index_t *self, int *radius_m, int *window_s)
+{
+    assert (self && radius_m && window_s);
+    *radius_m = self->radius_m;
+    *window_s = self->window_s;
+}
+
+int
+dup_index_prepare (dup_index_t *self, cb_redis_t *redis)
+{
+    assert (self && redis);
+    return cb_redis_script_load (redis, &self->find) || cb_redis_script_load (redis, &self->add)
+        || cb_redis_script_load (redis, &self->drop) ? -1 : 0;
+}
+
+bool
+dup_applies (const cb_ticket_t *t)
+{
+    return t && t->source != CIVICBUS__V1__SOURCE__SOURCE_SENSOR
+        && !pb_string_is_empty (t->category) && t->location && t->location->has_point;
+}
+
+int
+dup_index_find (dup_index_t *self, cb_redis_t *redis, ticket_store_t *store,
+                const cb_ticket_t *t, int64_t now_ms, char *parent, size_t cap)
+{
+    assert (self && redis && store && t && parent);
+    parent [0] = 0;
+    if (!dup_applies (t))
+        return 0;
+    char geo [128], times [128], lon [32], lat [32], radius [16], cutoff [24], count [8];
+    s_keys (t->category, geo, times, sizeof geo);
+    snprintf (lon, sizeof lon, "%.7f", t->location->lon);
+    snprintf (lat, sizeof lat, "%.7f", t->location->lat);
+    snprintf (radius, sizeof radius, "%d", self->radius_m);
+    snprintf (cutoff, sizeof cutoff, "%lld", (long long) (now_ms - self->window_s * 1000LL));
+    snprintf (count, sizeof count, "%d", DUP_CANDIDATES);
+    const char *argv [] = { geo, times, lon, lat, radius, cutoff, count };
+    redisReply *reply = s_eval (&self->find, redis, 2, 7, argv);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
+        if (reply)
+            freeReplyObject (reply);
+        return -1;
+    }
+    int found = 0;
+    for (size_t i = 0; !found && i < reply->elements; i++) {
+        const redisReply *e = reply->element [i];
+        if (e->type != REDIS_REPLY_STRING)
+            continue;
+        cb_ticket_t *candidate = NULL;
+        int rc = ticket_store_load (store, e->str, &candidate);
+        if (rc == TS_UNAVAILABLE) {
+            found = -1;
+            break;
+        }
+        bool open = rc == TS_OK && !ticket_state_is_final (candidate->state);
+        if (open) {
+            snprintf (parent, cap, "%s", e->str);
+            found = 1;
+        }
+        else
+        if (rc == TS_OK || rc == TS_NOT_FOUND) {
+            //  Final (or gone): out of the index, so no later search meets it.
+            const char *drop_argv [] = { geo, times, e->str };
+            redisReply *dropped = s_eval (&self->drop, redis, 2, 3, drop_argv);
+            if (dropped)
+                freeReplyObject (dropped);
+        }
+        if (candidate)
+            civicbus__v1__ticket__free_unpacked (candidate, NULL);
+    }
+    freeReplyObject (reply);
+    return found;
+}
+
+int
+dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t)
+{
+    assert (self && redis && t);
+    if (!dup_applies (t) || pb_string_is_empty (t->id))
+        return 0;
+    char geo [128], times [128], lon [32], lat [32], created [24];
+    s_keys (t->category, geo, times, sizeof geo);
+    snprintf (lon, sizeof lon, "%.7f", t->location->lon);
+    snprintf (lat, sizeof lat, "%.7f", t->location->lat);
+    snprintf (created, sizeof created, "%lld", (long long) t->created_ms);
+    const char *argv [] = { geo, times, lon, lat, t->id, created };
+    redisReply *reply = s_eval (&self->add, redis, 2, 6, argv);
+    int rc = reply && reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
+    if (reply)
+        freeReplyObject (reply);
+    return rc;
+}
+
+int
+dup_flag (cb_ticket_t *t, const char *parent_id, int radius_m, int window_s)
+{
+    assert (t && parent_id);
+    char reason [256];
+    snprintf (reason, sizeof reason,
+              "probable duplicate of %s (same category within %d m and %d h); merge or accept",
+              parent_id, radius_m, window_s / 3600);
+    t->needs_review = true;
+    t->review_required = true;
+    return pb_set_string (&t->probable_duplicate_of, parent_id)
+        || pb_set_string (&t->review_reason, reason) ? -1 : 0;
+}
+
+/* ---- public: the repeat-report rate ---- */
+
+void
+dup_kpi_area (const cb_ticket_t *t, char *buf, size_t cap)
+{
+    snprintf (buf, cap, "%s", s_street (t));
+}
+
+int
+dup_kpi_count (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate, int64_t now_ms)
+{
+    char reports [48], dups [48], area [96];
+    int day = cb_time_local_yyyymmdd (now_ms);
+    snprintf (reports, sizeof reports, "kpi:reports:%08d", day);
+    snprintf (dups, sizeof dups, "kpi:dup:%08d", day);
+    dup_kpi_area (t, area, sizeof area);
+    int n = 0, rc = 0;
+    rc |= cb_redis_append (redis, "HINCRBY %s %s 1", reports, area); n++;
+    rc |= cb_redis_append (redis, "EXPIRE %s %d", reports, DUP_KPI_TTL_S); n++;
+    if (duplicate) {
+        rc |= cb_redis_append (redis, "HINCRBY %s %s 1", dups, area); n++;
+        rc |= cb_redis_append (redis, "EXPIRE %s %d", dups, DUP_KPI_TTL_S); n++;
+    }
+    for (int i = 0; rc == 0 && i < n; i++) {
+        redisReply *reply = cb_redis_get_reply (redis);
+        if (!reply || reply->type == REDIS_REPLY_ERROR)
+            rc = -1;
+        if (reply)
+            freeReplyObject (reply);
+    }
+    return rc ? -1 : 0;
+}
+
+static json_t *
+s_rate (json_t *object, long long reports, long long dups)
+{
+    json_object_set_new (object, "reports", json_integer (reports));
+    json_object_set_new (object, "duplicates", json_integer (dups));
+    json_object_set_new (object, "rate", json_real (reports ? (double) dups / (double) reports : 0));
+    return object;
+}
+
+int
+dup_kpi_read (cb_redis_t *redis, int yyyymmdd, json_t **out)
+{
+    assert (redis && out);
+    *out = NULL;
+    redisReply *reports = cb_redis_command (redis, "HGETALL kpi:reports:%08d", yyyymmdd);
+    redisReply *dups = reports ? cb_redis_command (redis, "HGETALL kpi:dup:%08d", yyyymmdd) : NULL;
+    int rc = -1;
+    if (!reports || !dups || reports->type != REDIS_REPLY_ARRAY || dups->type != REDIS_REPLY_ARRAY)
+        goto done;
+    json_t *by_area = json_object ();           //  area -> [reports, dups]
+    for (size_t i = 0; by_area && i + 1 < reports->elements; i += 2)
+        json_object_set_new (by_area, reports->element [i]->str,
+                             json_pack ("[I, I]", atoll (reports->element [i + 1]->str), 0LL));
+    for (size_t i = 0; by_area && i + 1 < dups->elements; i += 2) {
+        json_t *pair = json_object_get (by_area, dups->element [i]->str);
+        long long n = atoll (dups->element [i + 1]->str);
+        if (pair)
+            json_array_set_new (pair, 1, json_integer (n));
+        else
+            json_object_set_new (by_area, dups->element [i]->str, json_pack ("[I, I]", 0LL, n));
+    }
+    char date [16];
+    snprintf (date, sizeof date, "%04d-%02d-%02d", yyyymmdd / 10000, yyyymmdd / 100 % 100,
+              yyyymmdd % 100);
+    json_t *root = json_pack ("{s:s}", "date", date);
+    json_t *areas = json_array ();
+    if (!by_area || !root || !areas) {
+        json_decref (by_area);
+        json_decref (root);
+        json_decref (areas);
+        goto done;
+    }
+    long long total_reports = 0, total_dups = 0;
+    //  Sorted by area code, so answers compare.
+    const char *keys [1024];
+    size_t n_keys = 0;
+    const char *key;
+    json_t *pair;
+    json_object_foreach (by_area, key, pair)
+        if (n_keys < 1024)
+            keys [n_keys++] = key;
+    for (size_t i = 1; i < n_keys; i++)
+        for (size_t j = i; j > 0 && strcmp (keys [j - 1], keys [j]) > 0; j--) {
+            const char *swap = keys [j];
+            keys [j] = keys [j - 1];
+            keys [j - 1] = swap;
+        }
+    for (size_t i = 0; i < n_keys; i++) {
+        pair = json_object_get (by_area, keys [i]);
+        long long r = json_integer_value (json_array_get (pair, 0));
+        long long d = json_integer_value (json_array_get (pair, 1));
+        total_reports += r;
+        total_dups += d;
+        json_array_append_new (areas, s_rate (json_pack ("{s:s}", "area", keys [i]), r, d));
+    }
+    s_rate (root, total_reports, total_dups);
+    json_object_set_new (root, "areas", areas);
+    json_decref (by_area);
+    *out = root;
+    rc = 0;
+done:
+    if (reports)
+        freeReplyObject (reports);
+    if (dups)
+        freeReplyObject (dups);
+    return rc;
+}
+
+/* ---- public: merges ---- */
+
+int
+dup_merge_record (cb_ticket_t *parent, const cb_ticket_t *child, int64_t now_ms)
+{
+    assert (parent && child);
+    for (size_t i = 0; i < parent->n_merged_from; i++)
+        if (parent->merged_from [i] && parent->merged_from [i]->ticket_id
+        &&  child->id && strcmp (parent->merged_from [i]->ticket_id, child->id) == 0)
+            return 1;
+    Civicbus__V1__MergedReport **list = realloc (parent->merged_from,
+        (parent->n_merged_from + 1) * sizeof *list);
+    if (!list)
+        return -1;
+    parent->merged_from = list;
+    Civicbus__V1__MergedReport *m = calloc (1, sizeof *m);
+    if (!m)
+        return -1;
+    civicbus__v1__merged_report__init (m);
+    m->merged_ms = now_ms;
+    if (pb_set_string (&m->ticket_id, child->id)) {
+        free (m);
+        return -1;
+    }
+    if (child->reporter) {
+        m->reporter = calloc (1, sizeof *m->reporter);
+        if (m->reporter) {
+            civicbus__v1__reporter__init (m->reporter);
+            if (pb_set_string (&m->reporter->name, child->reporter->name)
+            ||  pb_set_string (&m->reporter->phone, child->reporter->phone)) {
+                civicbus__v1__merged_report__free_unpacked (m, NULL);
+                return -1;
+            }
+        }
+        else {
+            civicbus__v1__merged_report__free_unpacked (m, NULL);
+            return -1;
+        }
+    }
+    parent->merged_from [parent->n_merged_from++] = m;
+    return 0;
+}
+
+int
+dup_note_merged_from (ticket_store_t *store, const char *parent_id, const char *child_id,
+                      const ticket_actor_t *actor, int64_t now_ms, int tries)
+{
+    assert (store && parent_id && child_id && actor);
+    cb_ticket_t *child = NULL;
+    int rc = ticket_store_load (store, child_id, &child);
+    if (rc != TS_OK)
+        return rc;
+    char payload [128];
+    snprintf (payload, sizeof payload, "{\"ticket\":\"%s\"}", child_id);
+    rc = TS_CONFLICT;
+    for (int attempt = 0; attempt < (tries < 1 ? 1 : tries) && rc == TS_CONFLICT; attempt++) {
+        cb_ticket_t *before = NULL;
+        rc = ticket_store_load (store, parent_id, &before);
+        if (rc != TS_OK)
+            break;
+        cb_ticket_t *after = ticket_clone (before);
+        int added = after ? dup_merge_record (after, child, now_ms) : -1;
+        if (added < 0)
+            rc = TS_ERROR;
+        else
+        if (added == 1)
+            rc = TS_OK;             //  recorded before: nothing to add
+        else {
+            after->updated_ms = now_ms;
+            ts_event_t ev = { "merged_from", actor, before->state, before->state, NULL, payload };
+            rc = ticket_store_apply (store, before, after, &ev, 1, NULL);
+        }
+        if (after)
+            civicbus__v1__ticket__free_unpacked (after, NULL);
+        civicbus__v1__ticket__free_unpacked (before, NULL);
+    }
+    civicbus__v1__ticket__free_unpacked (child, NULL);
+    return rc;
+}

@@ -1,0 +1,98 @@
+/*  duplicates.h — probable duplicates among people's reports (重复件), the
+    merge record that lets merged reporters hear the parent's outcome (并单),
+    and the repeat-report rate (重复来电率).
+
+    The index of open tickets, per category (hash tag {d:CATEGORY}, so the
+    script touches one slot):
+        dupgeo:{d:CAT}      GEO   ticket id -> its point
+        dupt:{d:CAT}        zset  ticket id -> created ms
+    A new report (any front door but sensors, which fold instead) with a
+    point is a probable duplicate of the nearest indexed ticket of its
+    category within `radius_m` that was created within `window_ms` and is
+    still open. Entries older than the window are dropped by the search
+    script; entries whose ticket is final (closed, rejected, merged,
+    cancelled) are dropped when a search meets them (so no other service
+    must remember to remove them). A flagged report is not indexed itself:
+    later reports point at the original.
+
+    The flag (dup_flag): probable_duplicate_of, needs_review and
+    review_required (the dispatcher leaves it to the operators, who merge
+    it with one action or accept it), review_reason in words.
+
+    The repeat-report rate, per Asia/Shanghai day and street (grid_path[1];
+    "ungridded" without one), kept 400 days:
+        kpi:reports:YYYYMMDD   hash  street -> people's reports created
+        kpi:dup:YYYYMMDD       hash  street -> of them flagged as duplicates */
+
+#ifndef CIVICBUS_DUPLICATES_H
+#define CIVICBUS_DUPLICATES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "civicbus/redis.h"
+#include "civicbus/ticket_store.h"
+
+#define DUP_RADIUS_M_DEFAULT    100
+#define DUP_WINDOW_S_DEFAULT    (48 * 3600)
+#define DUP_CANDIDATES          5           //  nearest entries a search examines
+#define DUP_KPI_TTL_S           (400 * 86400)
+
+typedef struct _dup_index_t dup_index_t;
+
+//  An index with these limits (radius 1..100000 m, window >= 1 s).
+dup_index_t *dup_index_new (int radius_m, int window_s);
+void dup_index_destroy (dup_index_t **self_p);
+//  The index's radius and window.
+void dup_index_limits (const dup_index_t *self, int *radius_m, int *window_s);
+//  Loads the scripts on `redis` (call once before threads share the index;
+//  without it every call loads them). 0 or -1.
+int dup_index_prepare (dup_index_t *self, cb_redis_t *redis);
+
+//  True when `t` takes part: not a sensor ticket, a category, a point.
+bool dup_applies (const cb_ticket_t *t);
+
+//  The nearest open indexed ticket for `t` at `now_ms`: 1 with its id in
+//  `parent`, 0 for none, -1 when Redis failed. Loads candidates with
+//  `store` (same connection) to check they are open; drops final ones.
+int dup_index_find (dup_index_t *self, cb_redis_t *redis, ticket_store_t *store,
+                    const cb_ticket_t *t, int64_t now_ms, char *parent, size_t cap);
+
+//  Indexes a stored ticket (id and created_ms set). 0 or -1.
+int dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t);
+
+//  Flags `t` as a probable duplicate of `parent_id` (pure). 0, or -1 when
+//  out of memory.
+int dup_flag (cb_ticket_t *t, const char *parent_id, int radius_m, int window_s);
+
+//  The KPI area of a ticket: its street code (grid_path[1]), else its only
+//  path code, else "ungridded". Writes into `buf`.
+void dup_kpi_area (const cb_ticket_t *t, char *buf, size_t cap);
+//  Counts a created report (and, when `duplicate`, a flagged one) on the day
+//  of `now_ms`. 0 or -1.
+int dup_kpi_count (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate, int64_t now_ms);
+//  The repeat-report rate of day `yyyymmdd`:
+//  {"date": "YYYY-MM-DD", "reports", "duplicates", "rate",
+//   "areas": [{"area", "reports", "duplicates", "rate"}] (by area code)}.
+//  rate = duplicates / reports (0 when there are none). 0 with *out set, or
+//  -1 when Redis failed or memory ran out.
+int dup_kpi_read (cb_redis_t *redis, int yyyymmdd, json_t **out);
+
+/* ---- merges (并单) ---- */
+
+//  Adds `child` (its id and reporter) to parent->merged_from unless it is
+//  there already (pure). 0 added, 1 already there, -1 out of memory.
+int dup_merge_record (cb_ticket_t *parent, const cb_ticket_t *child, int64_t now_ms);
+
+//  The merge target's side of a merge, as one call for whoever merges (the
+//  console, after storing the child's "merge"): loads the child, then
+//  stores on the parent, with compare-and-set (up to `tries`), the
+//  merged_from entry and a history-only "merged_from" event
+//  ({"ticket": CHILD} as payload) by `actor`. TS_OK (also when it was
+//  recorded before: no second event), TS_NOT_FOUND, TS_CONFLICT after
+//  `tries`, TS_UNAVAILABLE, TS_ERROR.
+int dup_note_merged_from (ticket_store_t *store, const char *parent_id, const char *child_id,
+                          const ticket_actor_t *actor, int64_t now_ms, int tries);
+
+#endif
