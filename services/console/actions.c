@@ -51,7 +51,10 @@
       live in different buckets, so these are two changes: if the second
       fails the merge stands and the failure is logged.
     - Time-limit effects (START_*, STOP_TIMERS, EXTEND_RESOLVE, PAUSE/RESUME)
-      are not carried out here yet: the SLA timers module is being written. */
+      go into the same change through ticket_effects_apply, with the
+      policies and calendar of the current citydata snapshot: deadlines,
+      light and timers move with the action. An extension longer than the
+      policy grants is clamped and the clamp is in the event payload. */
 
 #include "console.h"
 #include "civicbus/catalog.h"
@@ -60,6 +63,7 @@
 #include "civicbus/log.h"
 #include "civicbus/mask.h"
 #include "civicbus/pbutil.h"
+#include "civicbus/ticket_effects.h"
 #include "civicbus/ticket_id.h"
 #include "civicbus/ticket_view.h"
 
@@ -295,6 +299,7 @@ typedef struct {
     size_t n_ids;
     char payload [1024];
     char review_reason [160];
+    ticket_effects_report_t clock;      //  what the action did to the deadlines
 } s_change_t;
 
 static void
@@ -332,6 +337,11 @@ s_payload (s_change_t *change, const s_request_t *req)
         json_object_set_new (root, "into", json_string (req->input.target_id));
     if (req->input.kind == TEV_FOLLOW_UP)
         json_object_set_new (root, "satisfaction", json_integer (req->input.satisfaction));
+    if (change->clock.extension_days) {
+        json_object_set_new (root, "extension_days", json_integer (change->clock.extension_days));
+        if (change->clock.extension_asked)
+            json_object_set_new (root, "extension_asked", json_integer (change->clock.extension_asked));
+    }
     change->payload [0] = 0;
     if (json_object_size (root)) {
         char *text = json_dumps (root, JSON_COMPACT);
@@ -361,7 +371,8 @@ s_step (s_change_t *change, const ticket_input_t *input, const s_request_t *req,
 //  Builds the change for the loaded change->before. 0; 1 when the state
 //  machine refused (change->outcome); -1 when out of memory.
 static int
-s_plan (s_change_t *change, const s_request_t *req, int64_t now_ms)
+s_plan (s_change_t *change, const s_request_t *req, const citydata_snapshot_t *snap,
+        int64_t now_ms)
 {
     change->after = ticket_clone (change->before);
     change->ops = ts_ops_new ();
@@ -400,6 +411,9 @@ s_plan (s_change_t *change, const s_request_t *req, int64_t now_ms)
     }
     if (dispatch_manual_ops (change->ops, change->before, after, effects, now_ms, change->ids,
                              1 + CATALOG_CO_HANDLERS_MAX, &change->n_ids))
+        return -1;
+    if (ticket_effects_apply (change->before, after, effects, snap->policies, snap->calendar,
+                              now_ms, change->ops, &change->clock))
         return -1;
     s_payload (change, req);
     if (change->payload [0])
@@ -576,7 +590,9 @@ console_ticket_action (httpd_request_t *http, void *arg)
             rc = ticket_store_load (console->store, id, &change.before);
             if (rc != TS_OK)
                 break;
-            int planned = s_plan (&change, &req, now_ms);
+            citydata_snapshot_t *snap = citydata_acquire (console->citydata);
+            int planned = s_plan (&change, &req, snap, now_ms);
+            citydata_release (console->citydata, &snap);
             if (planned)
                 rc = planned > 0 ? TS_REFUSED : TS_ERROR;
             else

@@ -2,7 +2,8 @@
     main.c (life, lease, doorbells, sweeps), departments.c (CURVE and the
     ZAP handler, live adapters, the ROUTER's messages), delivery.c (orders
     from dspq:{bNN} to adapters, their ACKs), replies.c (department replies
-    through the state machine). One thread: everything runs in main's loop. */
+    through the state machine), deadlines.c (time-limit timers: warning,
+    overdue, escalation). One thread: everything runs in main's loop. */
 
 #ifndef CIVICBUS_DISPATCHER_H
 #define CIVICBUS_DISPATCHER_H
@@ -29,6 +30,9 @@ typedef struct {
     uint64_t orders_acked;   //  ... acknowledged
     uint64_t replies;        //  department replies stored
     uint64_t replies_refused;//  ... refused by the state machine
+    uint64_t timers_fired;   //  timer effects stored (warning, overdue, escalation)
+    uint64_t timers_dropped; //  claimed timers discarded (stale, done)
+    int64_t timers_late_max_ms; //  worst firing lateness seen (now - due) since start
 } stats_t;
 
 //  A live adapter: said HELLO on this connection and is not silent.
@@ -65,6 +69,9 @@ typedef struct {
     int sweep_ms;
     int heartbeat_ms;
     int ack_timeout_ms;
+    int timer_ms;                //  timer loop period
+    int timer_visibility_ms;     //  a claimed timer not completed returns after this
+    int timer_batch;             //  timers claimed per bucket per turn
     cb_redis_t *redis;
     ticket_store_t *store;
     citydata_t *citydata;
@@ -89,6 +96,7 @@ typedef struct {
     int64_t keys_forced_ms;      //  last refresh forced by an unknown key
     int64_t next_beat_ms;
     int64_t next_send_ms;
+    int64_t next_timers_ms;      //  mono: next timer turn
     zhashx_t *keys;              //  Z85 public key -> department (char *)
     zhashx_t *live;              //  routing hex -> adapter_t *
     zhashx_t *flights;           //  dspq member -> flight_t *
@@ -144,6 +152,18 @@ void delivery_on_ack (self_t *self, adapter_t *adapter, const char *dispatch_id)
 void delivery_on_nack (self_t *self, adapter_t *adapter, const Civicbus__V1__Nack *nack);
 //  The adapter is gone: its orders go out again at once.
 void delivery_adapter_gone (self_t *self, adapter_t *adapter);
+
+/* ---- deadlines.c ---- */
+
+//  One timer turn: requeue lapsed claims, claim what is due, store each
+//  timer's effect (or discard it). Sets next_timers_ms.
+void deadlines_tick (self_t *self);
+
+//  Carries an outcome's clock effects into `after` and `ops` with the
+//  current policies and calendar (ticket_effects.h); logs a clamped
+//  extension. 0 or -1 (abandon the change).
+int deadlines_apply_effects (self_t *self, const cb_ticket_t *before, cb_ticket_t *after,
+                             uint32_t effects, int64_t now_ms, ts_ops_t *ops);
 
 /* ---- replies.c ---- */
 

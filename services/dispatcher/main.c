@@ -24,6 +24,11 @@
     succeed from one version, so each ticket gets one "dispatch" event and
     one set of dispatch records: at worst the old holder loses the race.
 
+    Time limits (deadlines.c): every change that goes through the state
+    machine carries its clock effects (ticket_effects.h) in the same
+    compare-and-set, and the timer loop fires warnings, overdue events and
+    escalations exactly once (timers.h).
+
     The ROUTER socket for the department adapters is bound with the others
     so adapters can connect to the active dispatcher, with CURVE and our
     own ZAP handler (departments.c); orders go out from dspq:{bNN}
@@ -48,6 +53,7 @@
 #include "civicbus/log.h"
 #include "civicbus/redis.h"
 #include "civicbus/service.h"
+#include "civicbus/ticket_effects.h"
 #include "civicbus/ticket_id.h"
 #include "civicbus/ticket_store.h"
 #include "dispatcher.h"
@@ -88,6 +94,12 @@ static const cb_setting_t s_settings [] = {
       "heartbeat interval to adapters; three silent intervals mean an adapter is gone" },
     { "CIVICBUS_ACK_TIMEOUT_MS", "5000", CB_SETTING_INT, 50, 600000,
       "an order not acknowledged within this (times the backoff) is sent again" },
+    { "CIVICBUS_TIMER_MS", "100", CB_SETTING_INT, 10, 60000,
+      "how often due time-limit timers are claimed and fired" },
+    { "CIVICBUS_TIMER_VISIBILITY_MS", "10000", CB_SETTING_INT, 500, 3600000,
+      "a claimed timer whose effect was not stored (a crash) fires again after this" },
+    { "CIVICBUS_TIMER_BATCH", "8", CB_SETTING_INT, 1, 1000,
+      "timers claimed per bucket (of 64) per turn" },
     CB_SETTINGS_COMMON,
     { .name = NULL }
 };
@@ -214,6 +226,8 @@ s_try_lease (self_t *self)
             "doorbell", cb_config_str (self->config, "CIVICBUS_DOORBELL_BIND"), NULL);
     citydata_refresh (self->citydata, self->redis);
     self->next_refresh_ms = now + REFRESH_MS;
+    //  Timers the old holder left due fire at once.
+    self->next_timers_ms = now;
     //  Everything in the inbox may have lost its doorbell to the old holder.
     s_sweep (self, 0);
 }
@@ -253,6 +267,52 @@ dispatcher_publish (self_t *self, const cb_ticket_t *after, const ts_event_t *ev
             cb_log (CB_LOG_DEBUG, "event not published", "ticket", after->id, NULL);
         zframe_destroy (&frame);
     }
+}
+
+//  The clock effects of a plan (ticket_effects.h): routed, the accept clock
+//  ends and the sign clock starts; accepted with no owner, the accept clock
+//  ends; held for the operators, the accept clock starts (from reception).
+static int
+s_plan_clocks (self_t *self, const cb_ticket_t *before, dispatch_plan_t *plan, int64_t now_ms)
+{
+    uint32_t effects = plan->verdict == DISPATCH_ROUTED ? TFX_STOP_TIMERS | TFX_START_SIGN
+                     : plan->verdict == DISPATCH_NO_OWNER ? TFX_STOP_TIMERS
+                     : plan->verdict == DISPATCH_HOLD ? TICKET_EFFECTS_START_ACCEPT : 0;
+    if (!effects || !plan->after || !plan->ops)
+        return 0;
+    return deadlines_apply_effects (self, before, plan->after, effects, now_ms, plan->ops);
+}
+
+//  A RECEIVED ticket the intake sent for review (review_required) is
+//  skipped by dispatch_plan, but it waits in the operators' queue, so its
+//  accept clock runs: stored once, with the inbox entry's removal, as a
+//  change without a history event. 0 (done or nothing to do), or -1 when
+//  it could not be stored (the caller leaves the inbox entry).
+static int
+s_review_clock (self_t *self, const cb_ticket_t *before, int64_t now_ms)
+{
+    if (before->state != CIVICBUS__V1__TICKET_STATE__RECEIVED || !before->review_required
+    ||  ticket_effects_deadline (before, CIVICBUS__V1__STAGE__STAGE_ACCEPT))
+        return 0;
+    citydata_snapshot_t *snap = citydata_acquire (self->citydata);
+    bool timed = snap->policies != NULL;
+    citydata_release (self->citydata, &snap);
+    if (!timed)
+        return 0;
+    cb_ticket_t *after = ticket_clone (before);
+    ts_ops_t *ops = ts_ops_new ();
+    char inbox_key [32];
+    ts_bucket_key (inbox_key, sizeof inbox_key, "inbox", ticket_id_bucket (before->id));
+    int rc = after && ops && ts_ops_zrem (ops, inbox_key, before->id) == 0
+          && deadlines_apply_effects (self, before, after, TICKET_EFFECTS_START_ACCEPT, now_ms,
+                                      ops) == 0 ? TS_OK : TS_ERROR;
+    if (rc == TS_OK)
+        rc = ticket_store_apply (self->store, before, after, NULL, 0, ops);
+    ts_ops_destroy (&ops);
+    if (after)
+        civicbus__v1__ticket__free_unpacked (after, NULL);
+    //  A conflict means someone acted on it meanwhile: the skip stands.
+    return rc == TS_OK || rc == TS_CONFLICT || rc == TS_NOT_FOUND ? 0 : -1;
 }
 
 static void
@@ -301,12 +361,23 @@ dispatcher_handle_ticket (self_t *self, const char *id)
         }
         citydata_snapshot_t *snap = citydata_acquire (self->citydata);
         dispatch_plan_t plan;
-        rc = dispatch_plan (&plan, before, snap->catalog, snap->grids, &self->actor,
-                            cb_clock_now_ms ());
+        int64_t now_ms = cb_clock_now_ms ();
+        rc = dispatch_plan (&plan, before, snap->catalog, snap->grids, &self->actor, now_ms);
         citydata_release (self->citydata, &snap);
+        if (rc == 0 && s_plan_clocks (self, before, &plan, now_ms)) {
+            dispatch_plan_reset (&plan);
+            rc = -1;
+        }
         if (rc) {
             cb_log (CB_LOG_ERROR, "could not plan the dispatch (left in the inbox)",
                     "ticket", id, NULL);
+            civicbus__v1__ticket__free_unpacked (before, NULL);
+            return;
+        }
+        if (plan.verdict == DISPATCH_SKIP && s_review_clock (self, before, now_ms)) {
+            //  The accept clock could not be armed now: the inbox entry stays
+            //  and a later sweep tries again.
+            dispatch_plan_reset (&plan);
             civicbus__v1__ticket__free_unpacked (before, NULL);
             return;
         }
@@ -440,13 +511,16 @@ s_log_stats (self_t *self)
     stats_t *s = &self->stats;
     cb_logf (CB_LOG_INFO, "stats: active=%d doorbells=%llu handled=%llu dispatched=%llu "
              "review=%llu skipped=%llu conflicts=%llu swept=%llu unavailable=%llu "
-             "orders_sent=%llu orders_acked=%llu replies=%llu replies_refused=%llu",
+             "orders_sent=%llu orders_acked=%llu replies=%llu replies_refused=%llu "
+             "timers_fired=%llu timers_discarded=%llu timers_late_max_ms=%lld",
              self->active, (unsigned long long) s->doorbells, (unsigned long long) s->handled,
              (unsigned long long) s->dispatched, (unsigned long long) s->review,
              (unsigned long long) s->skipped, (unsigned long long) s->conflicts,
              (unsigned long long) s->swept, (unsigned long long) s->unavailable,
              (unsigned long long) s->orders_sent, (unsigned long long) s->orders_acked,
-             (unsigned long long) s->replies, (unsigned long long) s->replies_refused);
+             (unsigned long long) s->replies, (unsigned long long) s->replies_refused,
+             (unsigned long long) s->timers_fired, (unsigned long long) s->timers_dropped,
+             (long long) s->timers_late_max_ms);
     //  The same numbers for dashboards, kept two stats periods.
     char key [192];
     snprintf (key, sizeof key, "stats:dispatcher:%s", self->id);
@@ -505,6 +579,8 @@ s_run (self_t *self)
             self->next_refresh_ms = now + REFRESH_MS;
         }
         int64_t until_sweep = self->next_sweep_ms - now;
+        if (self->next_timers_ms - now < until_sweep)
+            until_sweep = self->next_timers_ms - now;
         int timeout = until_sweep < 0 ? 0 : until_sweep > POLL_MS ? POLL_MS : (int) until_sweep;
         zsock_t *which = zpoller_wait (self->poller, timeout);
         if (which == self->doorbell)
@@ -522,6 +598,8 @@ s_run (self_t *self)
         }
         if (self->active && cb_clock_mono_ms () >= self->next_sweep_ms)
             s_sweep (self, SWEEP_MIN_AGE_MS);
+        if (self->active && cb_clock_mono_ms () >= self->next_timers_ms)
+            deadlines_tick (self);
     }
 }
 
@@ -540,6 +618,9 @@ main (int argc, char **argv)
     self->sweep_ms = (int) cb_config_int (config, "CIVICBUS_SWEEP_MS");
     self->heartbeat_ms = (int) cb_config_int (config, "CIVICBUS_HEARTBEAT_MS");
     self->ack_timeout_ms = (int) cb_config_int (config, "CIVICBUS_ACK_TIMEOUT_MS");
+    self->timer_ms = (int) cb_config_int (config, "CIVICBUS_TIMER_MS");
+    self->timer_visibility_ms = (int) cb_config_int (config, "CIVICBUS_TIMER_VISIBILITY_MS");
+    self->timer_batch = (int) cb_config_int (config, "CIVICBUS_TIMER_BATCH");
     const char *cert = cb_config_str (config, "CIVICBUS_DISPATCHER_CERT");
     if (cert && *cert) {
         self->cert = zcert_load (cert);

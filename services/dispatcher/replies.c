@@ -11,6 +11,10 @@
     successor) cannot both apply one reply, since the second one's version
     is stale or its lookup finds the id.
 
+    The outcome's clock effects (a sign ends the sign clock and starts the
+    resolve clock, a resolve starts verification, a return stops it) go
+    into the same change (deadlines_apply_effects).
+
     A return also takes the department's (and its co-handlers') orders out
     of dspq and dsp, and puts the ticket in the inbox in the same change;
     then it is re-routed at once (dispatch_plan handles RETURNED: another
@@ -186,6 +190,10 @@ replies_take (self_t *self, adapter_t *adapter, const Civicbus__V1__DepartmentRe
         bool returned = input.kind == TEV_RETURN;
         if (rc == 0 && returned)
             rc = s_return_ops (ops, before, now);
+        //  Sign ends the sign clock and starts resolve; resolve starts
+        //  verify; return stops the clock (ticket_effects.h).
+        if (rc == 0)
+            rc = deadlines_apply_effects (self, before, after, out.effects, now, ops);
         ts_event_t ev = { ticket_event_name (input.kind), &actor, out.from, out.to,
                           note [0] ? note : NULL, payload };
         rc = rc == 0 ? ticket_store_apply (self->store, before, after, &ev, 1, ops) : TS_ERROR;
