@@ -10,7 +10,10 @@ inside a random grid of the demo city (deploy/config/grids.geojson) with a
 street address, a source the API key may post (a reporter_app key: app,
 web, open311, grid_worker), and for some tickets a reporter (name and a
 made-up mobile number). Every ticket carries its own Idempotency-Key, so a
-retried POST never makes a second ticket.
+retried POST never makes a second ticket. By default only categories of
+police, urban, civil and general (the fallback: civil) are drawn, the
+departments ./scripts/up runs an adapter and a simulator for; some of them
+are co-handled with market, health or housing, whose orders wait.
 
 One log line per ticket on stdout:
     2026-11-29 10:00:02 201 320105-20261129-000000064 app report urban.event.environment.exposed_garbage 320105001002003 小区门口垃圾堆了三天没人清运
@@ -145,7 +148,7 @@ def point_in_ring(lon, lat, ring):
 class City:
     """The demo city's grids and the catalogue's categories."""
 
-    def __init__(self, config_dir):
+    def __init__(self, config_dir, prefixes=()):
         with open(os.path.join(config_dir, "grids.geojson"), encoding="utf-8") as f:
             geo = json.load(f)
         with open(os.path.join(config_dir, "catalog.json"), encoding="utf-8") as f:
@@ -160,7 +163,10 @@ class City:
         if not self.grids:
             raise ValueError("grids.geojson has no grid")
         self.categories = [(c["code"], c.get("request_types") or ALL_TYPES)
-                           for c in catalog["categories"]]
+                           for c in catalog["categories"]
+                           if not prefixes or c["code"].startswith(tuple(prefixes))]
+        if not self.categories:
+            raise ValueError("no catalogue category matches --categories")
 
     def point(self, rng):
         """(grid code, lat, lon): a random point inside a random grid (the
@@ -276,6 +282,11 @@ def main(argv=None):
     p.add_argument("--sources", default=",".join(REPORTER_APP_SOURCES),
                    help="comma list of sources to post as (default: every source a "
                         "reporter_app key may post: %(default)s)")
+    p.add_argument("--categories", default="police.,urban.,civil.,general.",
+                   help="comma list of category prefixes to draw from (default: %(default)s, "
+                        "the departments ./scripts/up runs an adapter and a simulator for; "
+                        "'' for every category: tickets for market, health and housing then "
+                        "wait DISPATCHED, as nobody takes their orders)")
     p.add_argument("--reporter-rate", type=float, default=0.4,
                    help="share of tickets with a reporter (default 0.4)")
     p.add_argument("--config", default=CONFIG, help="directory of grids.geojson and catalog.json")
@@ -296,13 +307,18 @@ def main(argv=None):
     if not args.sources or not set(args.sources) <= known:
         p.error(f"--sources must name some of {', '.join(sorted(known))}")
     try:
-        city = City(args.config)
+        city = City(args.config, [c.strip() for c in args.categories.split(",") if c.strip()])
         gen = Generator(args, city)
     except (OSError, ValueError, KeyError) as e:
         p.error(str(e))
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    # One JSON line first, as the services log "ready" (scripts/up waits for it).
+    sys.stderr.write(json.dumps({"msg": "ready", "service": "demo_traffic", "url": args.url,
+                                 "rate": args.rate, "sources": args.sources,
+                                 "categories": len(city.categories)},
+                                separators=(",", ":")) + "\n")
     log(f"demo traffic: {args.rate:g} ticket(s)/s to {args.url} as "
         f"{', '.join(args.sources)}; Ctrl-C stops", sys.stderr)
     started = time.monotonic()

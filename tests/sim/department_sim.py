@@ -55,6 +55,11 @@ class Dialect:
         """None, or a reason to refuse the order with 422."""
         return None
 
+    def is_lead(self, body):
+        """False for a co-handling order (协办): its staff sign, report and
+        resolve their part, but never return it or ask for more time."""
+        return body.get("lead", True) is not False
+
     def answer_body(self, dispatch_id, kind, answer_id, text, days):
         raise NotImplementedError
 
@@ -102,6 +107,9 @@ class UrbanDialect(Dialect):
         if g.get("type") not in ("facility", "event") or len(g.get("subclass_code", "")) != 4:
             return "gbt30428 needs a type and a four-digit subclass_code"
         return None
+
+    def is_lead(self, body):
+        return body.get("role") != "assist"
 
     def answer_body(self, dispatch_id, kind, answer_id, text, days):
         body = {"case_key": dispatch_id, "action": self.ACTION.get(kind, kind),
@@ -206,16 +214,19 @@ class Simulator:
                 return 200, {"duplicate": True, "incident_key": key}
             if len(self.orders) < 1000:
                 self.orders[key] = body
-            plan = self.plan()
+            plan = self.plan(self.dialect.is_lead(body))
         if plan:
             self.schedule(self.args.sign_delay_ms, lambda: self.run_chain(key, plan))
         return 201, {"incident_id": "SIM-%d" % next(self.incident_seq)}
 
-    def plan(self):
-        """The answers for one new order, drawn from the seeded rates."""
+    def plan(self, lead=True):
+        """The answers for one new order, drawn from the seeded rates; a
+        co-handler signs and resolves its part only."""
         if self.args.no_answers:
             return []
         steps = ["sign"]
+        if not lead:
+            return steps + ["resolve"]
         if self.random.random() < self.args.return_rate:
             return steps + ["return"]
         if self.random.random() < self.args.extension_rate:
@@ -385,8 +396,10 @@ def main(argv=None):
     threading.Thread(target=sim.scheduler, daemon=True).start()
     if args.max_seconds:
         threading.Timer(args.max_seconds, server.shutdown).start()
+    # Compact, like the services' JSON logs: scripts/up looks for "msg":"ready".
     sys.stderr.write(json.dumps({"msg": "ready", "service": "department_sim",
-                                 "dialect": args.dialect, "listen": args.listen}) + "\n")
+                                 "dialect": args.dialect, "listen": args.listen},
+                                separators=(",", ":")) + "\n")
     sys.stderr.flush()
     try:
         server.serve_forever(poll_interval=0.2)
