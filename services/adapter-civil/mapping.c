@@ -8,7 +8,6 @@
     办结) become replies. */
 
 #include "civil.h"
-#include "civicbus/clock.h"
 #include "civicbus/ticket_json.h"
 #include "civicbus/mask.h"
 
@@ -34,10 +33,7 @@ struct _civil_tables_t {
     char default_name [S_NAME_MAX + 1];
 };
 
-static const struct {
-    const char *event;
-    Civicbus__V1__ReplyKind kind;
-} s_events [] = {
+static const cb_adapter_word_t s_events [] = {
     { "ACCEPT",   CIVICBUS__V1__REPLY_KIND__REPLY_SIGN },
     { "RETURN",   CIVICBUS__V1__REPLY_KIND__REPLY_RETURN },
     { "EXTEND",   CIVICBUS__V1__REPLY_KIND__REPLY_EXTENSION },
@@ -92,10 +88,8 @@ s_load (const json_t *config, cb_error_t *err)
         goto failed;
     if (!config)
         return self;
-    if (!json_is_object (config)) {
-        cb_error_set (err, "bad_value", "", "the mapping file must hold a JSON object");
+    if (cb_adapter_config_check (config, err))
         goto failed;
-    }
     const char *code, *name;
     const json_t *fallback = json_object_get (config, "default");
     if (fallback) {
@@ -104,13 +98,11 @@ s_load (const json_t *config, cb_error_t *err)
         snprintf (self->default_code, sizeof self->default_code, "%s", code);
         snprintf (self->default_name, sizeof self->default_name, "%s", name);
     }
-    const json_t *types = json_object_get (config, "service_types");
-    if (types && !json_is_object (types)) {
-        cb_error_set (err, "bad_value", "service_types",
-                      "must be an object: category or prefix -> {code, name}");
+    const json_t *types;
+    size_t n;
+    if (cb_adapter_config_table (config, "service_types", "category or prefix -> {code, name}",
+                                 &types, &n, err))
         goto failed;
-    }
-    size_t n = types ? json_object_size (types) : 0;
     free (self->services);
     self->services = calloc (n ? n : 1, sizeof *self->services);
     if (!self->services)
@@ -140,21 +132,6 @@ failed:
     return NULL;
 }
 
-static const char *
-s_or_empty (const char *text)
-{
-    return text ? text : "";
-}
-
-//  "" when ms is 0; else ISO 8601 in Asia/Shanghai.
-static const char *
-s_iso (int64_t ms, char *buf, size_t cap)
-{
-    if (ms <= 0)
-        return "";
-    return cb_time_format_iso (ms, buf, cap) ? buf : "";
-}
-
 //  The description as the civil system gets it: the reporter's name (when
 //  it has two characters or more: one character would mask ordinary text)
 //  replaced by its masked form, then every mobile number masked. NULL when
@@ -162,7 +139,7 @@ s_iso (int64_t ms, char *buf, size_t cap)
 static char *
 s_masked_description (const char *description, const char *name)
 {
-    const char *text = s_or_empty (description);
+    const char *text = cb_adapter_or_empty (description);
     size_t name_len = name ? strlen (name) : 0;
     char masked_name [256];
     cb_mask_name (name, masked_name, sizeof masked_name);
@@ -228,12 +205,12 @@ s_area (const Civicbus__V1__Location *where)
         return area;
     //  grid_path is district .. grid, top first: the street is the second
     //  level and the community the third in the demo city's hierarchy.
-    json_object_set_new (area, "grid_code", json_string (s_or_empty (where->grid_code)));
+    json_object_set_new (area, "grid_code", json_string (cb_adapter_or_empty (where->grid_code)));
     json_object_set_new (area, "street_code",
                          json_string (where->n_grid_path > 1 ? where->grid_path [1] : ""));
     json_object_set_new (area, "community_code",
                          json_string (where->n_grid_path > 2 ? where->grid_path [2] : ""));
-    json_object_set_new (area, "address", json_string (s_or_empty (where->address)));
+    json_object_set_new (area, "address", json_string (cb_adapter_or_empty (where->address)));
     if (where->has_point) {
         json_object_set_new (area, "lat", json_real (where->lat));
         json_object_set_new (area, "lon", json_real (where->lon));
@@ -246,11 +223,9 @@ s_request_for (void *state, const Civicbus__V1__DispatchOrder *order,
                cb_dept_request_t *request, cb_error_t *err)
 {
     const civil_tables_t *self = state;
-    const Civicbus__V1__Ticket *t = order->ticket;
-    if (!t || !t->id || !*t->id) {
-        cb_error_set (err, "missing_field", "ticket", "the order carries no ticket");
+    const Civicbus__V1__Ticket *t = cb_adapter_order_ticket (order, err);
+    if (!t)
         return -1;
-    }
     char *summary = s_masked_description (t->description,
                                           t->reporter ? t->reporter->name : NULL);
     if (!summary) {
@@ -259,10 +234,8 @@ s_request_for (void *state, const Civicbus__V1__DispatchOrder *order,
     }
     const char *service_name;
     const char *service = civil_service_type (self, t->category, &service_name);
-    json_t *attachments = json_array ();
-    for (size_t i = 0; attachments && i < t->n_attachment_urls; i++)
-        json_array_append_new (attachments, json_string (t->attachment_urls [i]));
-    char reported [40], sign_by [40], resolve_by [40];
+    cb_order_times_t times;
+    cb_adapter_order_times (order, &times);
     json_t *body = json_pack (
         "{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:o*, s:o*, s:s, s:s, s:s, s:o*}",
         "request_no", order->dispatch_id,
@@ -270,108 +243,42 @@ s_request_for (void *state, const Civicbus__V1__DispatchOrder *order,
         "ticket_no", t->id,
         "service_type", service,
         "service_name", service_name,
-        "category", s_or_empty (t->category),
-        "request_type", s_or_empty (cb_request_type_name (t->request_type)),
+        "category", cb_adapter_or_empty (t->category),
+        "request_type", cb_adapter_or_empty (cb_request_type_name (t->request_type)),
         "lead", (int) order->primary,
         "urgent", (int) (t->urgency == CIVICBUS__V1__URGENCY__URGENCY_URGENT),
         "summary", summary,
         "callback", s_callback (t->reporter),
         "area", s_area (t->location),
-        "reported_at", s_iso (t->created_ms, reported, sizeof reported),
-        "sign_by", s_iso (order->sign_due_ms, sign_by, sizeof sign_by),
-        "resolve_by", s_iso (order->resolve_due_ms, resolve_by, sizeof resolve_by),
-        "attachments", attachments);
+        "reported_at", times.reported,
+        "sign_by", times.sign_by,
+        "resolve_by", times.resolve_by,
+        "attachments", cb_adapter_url_array (t->attachment_urls, t->n_attachment_urls));
     free (summary);
-    request->body = body ? json_dumps (body, JSON_COMPACT) : NULL;
-    json_decref (body);
-    request->path [0] = 0;
-    if (!request->body) {
-        cb_error_set (err, "no_memory", NULL, "the case could not be encoded "
-                      "(text that is not UTF-8?)");
-        return -1;
-    }
-    return 0;
+    return cb_adapter_request_finish (request, body, "case", err);
 }
 
 static int
 s_answer_from (void *state, const json_t *body, cb_dept_answer_t *answer, cb_error_t *err)
 {
     (void) state;
-    const char *key = json_string_value (json_object_get (body, "request_no"));
-    if (!key || !*key) {
-        cb_error_set (err, "missing_field", "request_no", "request_no is required");
+    if (cb_adapter_answer_kind (body, "request_no", "event", s_events,
+                                sizeof s_events / sizeof s_events [0],
+                                "ACCEPT, RETURN, EXTEND, SUSPEND, VISIT, COMPLETE", answer, err))
         return -1;
-    }
     const char *event = json_string_value (json_object_get (body, "event"));
-    if (!event) {
-        cb_error_set (err, "missing_field", "event", "event is required");
-        return -1;
-    }
-    answer->kind = CIVICBUS__V1__REPLY_KIND__REPLY_UNSPECIFIED;
-    for (size_t i = 0; i < sizeof s_events / sizeof s_events [0]; i++)
-        if (strcmp (event, s_events [i].event) == 0)
-            answer->kind = s_events [i].kind;
-    if (answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_UNSPECIFIED) {
-        cb_error_set (err, "bad_value", "event", "event '%.64s' is not one of ACCEPT, RETURN, "
-                      "EXTEND, SUSPEND, VISIT, COMPLETE", event);
-        return -1;
-    }
-    answer->dispatch_id = key;
     answer->answer_id = json_string_value (json_object_get (body, "event_id"));
     answer->text = json_string_value (json_object_get (body, "remark"));
     answer->staff_name = json_string_value (json_object_get (body, "worker"));
-    bool needs_remark = answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_RETURN
-                     || answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_EXTENSION
-                     || answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_SUSPEND
-                     || answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_RESOLVE;
-    if (needs_remark && (!answer->text || !*answer->text)) {
+    if (cb_adapter_kind_needs_text (answer->kind) && (!answer->text || !*answer->text)) {
         cb_error_set (err, "missing_field", "remark", "%s needs a remark (the reason or the "
                       "result)", event);
         return -1;
     }
-    const json_t *days = json_object_get (body, "extend_days");
-    if (days && !json_is_integer (days)) {
-        cb_error_set (err, "bad_value", "extend_days", "extend_days must be a whole number");
+    if (cb_adapter_answer_days (body, "extend_days", "EXTEND", S_EXTEND_DAYS_MAX, answer, err)
+    ||  cb_adapter_answer_urls (body, "files", answer, err)
+    ||  cb_adapter_answer_time (body, "occurred_at", answer, err))
         return -1;
-    }
-    if (answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_EXTENSION) {
-        json_int_t n = days ? json_integer_value (days) : 0;
-        if (!days) {
-            cb_error_set (err, "missing_field", "extend_days", "EXTEND needs extend_days");
-            return -1;
-        }
-        if (n < 1 || n > S_EXTEND_DAYS_MAX) {
-            cb_error_set (err, "bad_value", "extend_days", "extend_days must be 1..%d",
-                          S_EXTEND_DAYS_MAX);
-            return -1;
-        }
-        answer->extension_days = (int32_t) n;
-    }
-    const json_t *files = json_object_get (body, "files");
-    if (files && !json_is_array (files)) {
-        cb_error_set (err, "bad_value", "files", "files must be an array of URLs");
-        return -1;
-    }
-    size_t index;
-    json_t *file;
-    json_array_foreach ((json_t *) files, index, file) {
-        if (!json_is_string (file) || answer->n_attachment_urls >= CB_ADAPTER_ATTACHMENTS_MAX) {
-            cb_error_set (err, "bad_value", "files", "files must be at most %d URLs",
-                          CB_ADAPTER_ATTACHMENTS_MAX);
-            return -1;
-        }
-        answer->attachment_urls [answer->n_attachment_urls++] = json_string_value (file);
-    }
-    const json_t *at = json_object_get (body, "occurred_at");
-    if (json_is_integer (at))
-        answer->time_ms = (int64_t) json_integer_value (at);
-    else
-    if (at && (!json_is_string (at)
-               || cb_time_parse_iso (json_string_value (at), &answer->time_ms))) {
-        cb_error_set (err, "bad_value", "occurred_at",
-                      "occurred_at must be ISO 8601 or milliseconds");
-        return -1;
-    }
     return 0;
 }
 

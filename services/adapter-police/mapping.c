@@ -36,7 +36,6 @@
       by the state machine; 503 + Retry-After: call again. */
 
 #include "police.h"
-#include "civicbus/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,10 +56,7 @@ struct _police_tables_t {
     char priority_normal [16];
 };
 
-static const struct {
-    const char *status;
-    Civicbus__V1__ReplyKind kind;
-} s_statuses [] = {
+static const cb_adapter_word_t s_statuses [] = {
     { "ACCEPTED",  CIVICBUS__V1__REPLY_KIND__REPLY_SIGN },
     { "REJECTED",  CIVICBUS__V1__REPLY_KIND__REPLY_RETURN },
     { "NEED_TIME", CIVICBUS__V1__REPLY_KIND__REPLY_EXTENSION },
@@ -96,16 +92,11 @@ s_load (const json_t *config, cb_error_t *err)
     snprintf (self->priority_normal, sizeof self->priority_normal, "P3");
     if (!config)
         return self;
-    if (!json_is_object (config)) {
-        cb_error_set (err, "bad_value", "", "the mapping file must hold a JSON object");
+    const json_t *types;
+    size_t n;
+    if (cb_adapter_config_check (config, err)
+    ||  cb_adapter_config_table (config, "incident_types", "pattern -> type", &types, &n, err))
         goto failed;
-    }
-    const json_t *types = json_object_get (config, "incident_types");
-    if (types && !json_is_object (types)) {
-        cb_error_set (err, "bad_value", "incident_types", "must be an object: pattern -> type");
-        goto failed;
-    }
-    size_t n = types ? json_object_size (types) : 0;
     self->rules = calloc (n ? n : 1, sizeof *self->rules);
     if (!self->rules)
         goto failed;
@@ -145,102 +136,64 @@ failed:
     return NULL;
 }
 
-static const char *
-s_or_empty (const char *text)
-{
-    return text ? text : "";
-}
-
-//  "" when ms is 0; else ISO 8601 in Asia/Shanghai.
-static const char *
-s_iso (int64_t ms, char *buf, size_t cap)
-{
-    if (ms <= 0)
-        return "";
-    return cb_time_format_iso (ms, buf, cap) ? buf : "";
-}
-
 static int
 s_request_for (void *state, const Civicbus__V1__DispatchOrder *order,
                cb_dept_request_t *request, cb_error_t *err)
 {
     const police_tables_t *self = state;
-    const Civicbus__V1__Ticket *t = order->ticket;
-    if (!t || !t->id || !*t->id) {
-        cb_error_set (err, "missing_field", "ticket", "the order carries no ticket");
+    const Civicbus__V1__Ticket *t = cb_adapter_order_ticket (order, err);
+    if (!t)
         return -1;
-    }
-    char reported [40], sign_by [40], resolve_by [40];
+    cb_order_times_t times;
+    cb_adapter_order_times (order, &times);
     json_t *location = json_object ();
     const Civicbus__V1__Location *where = t->location;
     if (where) {
-        json_object_set_new (location, "address", json_string (s_or_empty (where->address)));
-        json_object_set_new (location, "grid_code", json_string (s_or_empty (where->grid_code)));
+        json_object_set_new (location, "address",
+                             json_string (cb_adapter_or_empty (where->address)));
+        json_object_set_new (location, "grid_code",
+                             json_string (cb_adapter_or_empty (where->grid_code)));
         if (where->has_point) {
             json_object_set_new (location, "lat", json_real (where->lat));
             json_object_set_new (location, "lon", json_real (where->lon));
         }
     }
-    json_t *attachments = json_array ();
-    for (size_t i = 0; attachments && i < t->n_attachment_urls; i++)
-        json_array_append_new (attachments, json_string (t->attachment_urls [i]));
     json_t *body = json_pack (
         "{s:s, s:i, s:s, s:s, s:s, s:s, s:b, s:s, s:i, s:o*, s:{s:s, s:s}, s:s, s:s, s:s, s:o*}",
         "incident_key", order->dispatch_id,
         "attempt", (int) order->attempt,
         "case_no", t->id,
         "incident_type", police_incident_type (self, t->category),
-        "category", s_or_empty (t->category),
+        "category", cb_adapter_or_empty (t->category),
         "priority", t->urgency == CIVICBUS__V1__URGENCY__URGENCY_URGENT ? self->priority_urgent
                                                                          : self->priority_normal,
         "lead", (int) order->primary,
-        "summary", s_or_empty (t->description),
+        "summary", cb_adapter_or_empty (t->description),
         "request_type", (int) t->request_type,
         "location", location,
-        "caller", "name", t->reporter ? s_or_empty (t->reporter->name) : "",
-                  "phone", t->reporter ? s_or_empty (t->reporter->phone) : "",
-        "reported_at", s_iso (t->created_ms, reported, sizeof reported),
-        "sign_by", s_iso (order->sign_due_ms, sign_by, sizeof sign_by),
-        "resolve_by", s_iso (order->resolve_due_ms, resolve_by, sizeof resolve_by),
-        "attachments", attachments);
-    request->body = body ? json_dumps (body, JSON_COMPACT) : NULL;
-    json_decref (body);
-    request->path [0] = 0;
-    if (!request->body) {
-        cb_error_set (err, "no_memory", NULL, "the incident could not be encoded "
-                      "(text that is not UTF-8?)");
-        return -1;
-    }
-    return 0;
+        "caller", "name", t->reporter ? cb_adapter_or_empty (t->reporter->name) : "",
+                  "phone", t->reporter ? cb_adapter_or_empty (t->reporter->phone) : "",
+        "reported_at", times.reported,
+        "sign_by", times.sign_by,
+        "resolve_by", times.resolve_by,
+        "attachments", cb_adapter_url_array (t->attachment_urls, t->n_attachment_urls));
+    return cb_adapter_request_finish (request, body, "incident", err);
 }
 
 static int
 s_answer_from (void *state, const json_t *body, cb_dept_answer_t *answer, cb_error_t *err)
 {
     (void) state;
-    const char *key = json_string_value (json_object_get (body, "incident_key"));
-    if (!key || !*key) {
-        cb_error_set (err, "missing_field", "incident_key", "incident_key is required");
+    if (cb_adapter_answer_kind (body, "incident_key", "status", s_statuses,
+                                sizeof s_statuses / sizeof s_statuses [0],
+                                "ACCEPTED, REJECTED, NEED_TIME, ON_HOLD, UPDATE, CLOSED",
+                                answer, err))
         return -1;
-    }
-    const char *status = json_string_value (json_object_get (body, "status"));
-    if (!status) {
-        cb_error_set (err, "missing_field", "status", "status is required");
-        return -1;
-    }
-    answer->kind = CIVICBUS__V1__REPLY_KIND__REPLY_UNSPECIFIED;
-    for (size_t i = 0; i < sizeof s_statuses / sizeof s_statuses [0]; i++)
-        if (strcmp (status, s_statuses [i].status) == 0)
-            answer->kind = s_statuses [i].kind;
-    if (answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_UNSPECIFIED) {
-        cb_error_set (err, "bad_value", "status", "status '%.64s' is not one of ACCEPTED, "
-                      "REJECTED, NEED_TIME, ON_HOLD, UPDATE, CLOSED", status);
-        return -1;
-    }
-    answer->dispatch_id = key;
     answer->answer_id = json_string_value (json_object_get (body, "status_id"));
     answer->text = json_string_value (json_object_get (body, "note"));
     answer->staff_name = json_string_value (json_object_get (body, "officer"));
+    //  Unlike cb_adapter_answer_days: extra_days has no upper bound here and
+    //  is passed on with any status (the dispatcher reads it on extensions).
     const json_t *days = json_object_get (body, "extra_days");
     if (days && !json_is_integer (days)) {
         cb_error_set (err, "bad_value", "extra_days", "extra_days must be a whole number");
@@ -251,29 +204,14 @@ s_answer_from (void *state, const json_t *body, cb_dept_answer_t *answer, cb_err
         cb_error_set (err, "missing_field", "extra_days", "NEED_TIME needs extra_days");
         return -1;
     }
-    const json_t *photos = json_object_get (body, "photos");
-    if (photos && !json_is_array (photos)) {
-        cb_error_set (err, "bad_value", "photos", "photos must be an array of URLs");
+    if (cb_adapter_answer_urls (body, "photos", answer, err))
         return -1;
-    }
-    size_t index;
-    json_t *photo;
-    json_array_foreach ((json_t *) photos, index, photo) {
-        if (!json_is_string (photo) || answer->n_attachment_urls >= CB_ADAPTER_ATTACHMENTS_MAX) {
-            cb_error_set (err, "bad_value", "photos", "photos must be at most %d URLs",
-                          CB_ADAPTER_ATTACHMENTS_MAX);
-            return -1;
-        }
-        answer->attachment_urls [answer->n_attachment_urls++] = json_string_value (photo);
-    }
+    //  An `at` that is neither text nor a number is ignored (the police
+    //  system's contract has always been read so).
     const json_t *at = json_object_get (body, "at");
-    if (json_is_integer (at))
-        answer->time_ms = (int64_t) json_integer_value (at);
-    else
-    if (json_is_string (at) && cb_time_parse_iso (json_string_value (at), &answer->time_ms)) {
-        cb_error_set (err, "bad_value", "at", "at must be ISO 8601 or milliseconds");
+    if ((json_is_integer (at) || json_is_string (at))
+    &&  cb_adapter_answer_time (body, "at", answer, err))
         return -1;
-    }
     return 0;
 }
 

@@ -15,7 +15,6 @@
     Feedback calls (签收 / 退回 / 延期 / 挂账 / 进展 / 办结) become replies. */
 
 #include "urban.h"
-#include "civicbus/clock.h"
 #include "civicbus/ticket_json.h"
 
 #include <assert.h>
@@ -52,18 +51,17 @@ static const struct {
 };
 
 //  The feedback actions, by code and by the Chinese word the urban
-//  system's staff use.
-static const struct {
-    const char *code;
-    const char *word;
-    Civicbus__V1__ReplyKind kind;
-} s_actions [] = {
-    { "sign",     "签收", CIVICBUS__V1__REPLY_KIND__REPLY_SIGN },
-    { "return",   "退回", CIVICBUS__V1__REPLY_KIND__REPLY_RETURN },
-    { "delay",    "延期", CIVICBUS__V1__REPLY_KIND__REPLY_EXTENSION },
-    { "hang",     "挂账", CIVICBUS__V1__REPLY_KIND__REPLY_SUSPEND },
-    { "progress", "进展", CIVICBUS__V1__REPLY_KIND__REPLY_PROGRESS },
-    { "finish",   "办结", CIVICBUS__V1__REPLY_KIND__REPLY_RESOLVE },
+//  system's staff use: two words of one kind each.
+#define S_ACTION(code, word, kind) \
+    { code, CIVICBUS__V1__REPLY_KIND__REPLY_##kind }, \
+    { word, CIVICBUS__V1__REPLY_KIND__REPLY_##kind }
+static const cb_adapter_word_t s_actions [] = {
+    S_ACTION ("sign",     "签收", SIGN),
+    S_ACTION ("return",   "退回", RETURN),
+    S_ACTION ("delay",    "延期", EXTENSION),
+    S_ACTION ("hang",     "挂账", SUSPEND),
+    S_ACTION ("progress", "进展", PROGRESS),
+    S_ACTION ("finish",   "办结", RESOLVE),
 };
 
 #define S_DELAY_DAYS_MAX 60
@@ -212,10 +210,8 @@ s_load (const json_t *config, cb_error_t *err)
         for (int i = 0; i < S_CLASSES; i++)
             snprintf (self->class_codes [type][i], sizeof self->class_codes [type][i],
                       "%02d", i + 1);
-    if (config && !json_is_object (config)) {
-        cb_error_set (err, "bad_value", "", "the mapping file must hold a JSON object");
+    if (cb_adapter_config_check (config, err))
         goto failed;
-    }
     if (s_load_classes (self, json_object_get (config, "classes"), err))
         goto failed;
 
@@ -234,12 +230,11 @@ s_load (const json_t *config, cb_error_t *err)
             goto failed;
     }
 
-    const json_t *categories = json_object_get (config, "categories");
-    if (categories && !json_is_object (categories)) {
-        cb_error_set (err, "bad_value", "categories", "must be an object: category -> class");
+    const json_t *categories;
+    size_t n;
+    if (cb_adapter_config_table (config, "categories", "category -> class", &categories, &n,
+                                 err))
         goto failed;
-    }
-    size_t n = categories ? json_object_size (categories) : 0;
     self->entries = calloc (n ? n : 1, sizeof *self->entries);
     if (!self->entries)
         goto failed;
@@ -268,31 +263,14 @@ failed:
     return NULL;
 }
 
-static const char *
-s_or_empty (const char *text)
-{
-    return text ? text : "";
-}
-
-//  "" when ms is 0; else ISO 8601 in Asia/Shanghai.
-static const char *
-s_iso (int64_t ms, char *buf, size_t cap)
-{
-    if (ms <= 0)
-        return "";
-    return cb_time_format_iso (ms, buf, cap) ? buf : "";
-}
-
 static int
 s_request_for (void *state, const Civicbus__V1__DispatchOrder *order,
                cb_dept_request_t *request, cb_error_t *err)
 {
     const urban_tables_t *self = state;
-    const Civicbus__V1__Ticket *t = order->ticket;
-    if (!t || !t->id || !*t->id) {
-        cb_error_set (err, "missing_field", "ticket", "the order carries no ticket");
+    const Civicbus__V1__Ticket *t = cb_adapter_order_ticket (order, err);
+    if (!t)
         return -1;
-    }
     urban_class_t class;
     urban_class_of (self, t->category, &class);
     const Civicbus__V1__Location *where = t->location;
@@ -303,14 +281,13 @@ s_request_for (void *state, const Civicbus__V1__DispatchOrder *order,
             json_object_set_new (location, "lng", json_real (where->lon));
             json_object_set_new (location, "lat", json_real (where->lat));
         }
-        json_object_set_new (location, "address", json_string (s_or_empty (where->address)));
+        json_object_set_new (location, "address",
+                             json_string (cb_adapter_or_empty (where->address)));
         for (size_t i = 0; grid_path && i < where->n_grid_path; i++)
             json_array_append_new (grid_path, json_string (where->grid_path [i]));
     }
-    json_t *photos = json_array ();
-    for (size_t i = 0; photos && i < t->n_attachment_urls; i++)
-        json_array_append_new (photos, json_string (t->attachment_urls [i]));
-    char reported [40], sign_by [40], resolve_by [40];
+    cb_order_times_t times;
+    cb_adapter_order_times (order, &times);
     json_t *body = json_pack (
         "{s:s, s:i, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}, s:s, s:s, s:o*, s:o*,"
         " s:s, s:s, s:s, s:b, s:s, s:s, s:s, s:o*}",
@@ -325,108 +302,43 @@ s_request_for (void *state, const Civicbus__V1__DispatchOrder *order,
             "class_name", class.class_name,
             "subclass_code", class.subclass_code,
             "subclass_name", class.subclass_name,
-        "category", s_or_empty (t->category),
-        "grid_code", where ? s_or_empty (where->grid_code) : "",
+        "category", cb_adapter_or_empty (t->category),
+        "grid_code", where ? cb_adapter_or_empty (where->grid_code) : "",
         "grid_path", grid_path,
         "location", location,
-        "description", s_or_empty (t->description),
-        "source", s_or_empty (cb_source_name (t->source)),
-        "request_type", s_or_empty (cb_request_type_name (t->request_type)),
+        "description", cb_adapter_or_empty (t->description),
+        "source", cb_adapter_or_empty (cb_source_name (t->source)),
+        "request_type", cb_adapter_or_empty (cb_request_type_name (t->request_type)),
         "urgent", (int) (t->urgency == CIVICBUS__V1__URGENCY__URGENCY_URGENT),
-        "reported_at", s_iso (t->created_ms, reported, sizeof reported),
-        "sign_deadline", s_iso (order->sign_due_ms, sign_by, sizeof sign_by),
-        "handle_deadline", s_iso (order->resolve_due_ms, resolve_by, sizeof resolve_by),
-        "photos", photos);
-    request->body = body ? json_dumps (body, JSON_COMPACT) : NULL;
-    json_decref (body);
-    request->path [0] = 0;
-    if (!request->body) {
-        cb_error_set (err, "no_memory", NULL, "the case could not be encoded "
-                      "(text that is not UTF-8?)");
-        return -1;
-    }
-    return 0;
+        "reported_at", times.reported,
+        "sign_deadline", times.sign_by,
+        "handle_deadline", times.resolve_by,
+        "photos", cb_adapter_url_array (t->attachment_urls, t->n_attachment_urls));
+    return cb_adapter_request_finish (request, body, "case", err);
 }
 
 static int
 s_answer_from (void *state, const json_t *body, cb_dept_answer_t *answer, cb_error_t *err)
 {
     (void) state;
-    const char *key = json_string_value (json_object_get (body, "case_key"));
-    if (!key || !*key) {
-        cb_error_set (err, "missing_field", "case_key", "case_key is required");
+    if (cb_adapter_answer_kind (body, "case_key", "action", s_actions,
+                                sizeof s_actions / sizeof s_actions [0],
+                                "sign (签收), return (退回), delay (延期), hang (挂账), "
+                                "progress (进展), finish (办结)", answer, err))
         return -1;
-    }
     const char *action = json_string_value (json_object_get (body, "action"));
-    if (!action) {
-        cb_error_set (err, "missing_field", "action", "action is required");
-        return -1;
-    }
-    answer->kind = CIVICBUS__V1__REPLY_KIND__REPLY_UNSPECIFIED;
-    for (size_t i = 0; i < sizeof s_actions / sizeof s_actions [0]; i++)
-        if (strcmp (action, s_actions [i].code) == 0 || strcmp (action, s_actions [i].word) == 0)
-            answer->kind = s_actions [i].kind;
-    if (answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_UNSPECIFIED) {
-        cb_error_set (err, "bad_value", "action", "action '%.64s' is not one of sign (签收), "
-                      "return (退回), delay (延期), hang (挂账), progress (进展), finish (办结)",
-                      action);
-        return -1;
-    }
-    answer->dispatch_id = key;
     answer->answer_id = json_string_value (json_object_get (body, "feedback_id"));
     answer->text = json_string_value (json_object_get (body, "opinion"));
     answer->staff_name = json_string_value (json_object_get (body, "handler"));
-    bool needs_opinion = answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_RETURN
-                      || answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_EXTENSION
-                      || answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_SUSPEND
-                      || answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_RESOLVE;
-    if (needs_opinion && (!answer->text || !*answer->text)) {
+    if (cb_adapter_kind_needs_text (answer->kind) && (!answer->text || !*answer->text)) {
         cb_error_set (err, "missing_field", "opinion", "%s needs an opinion (the reason or "
                       "the result)", action);
         return -1;
     }
-    const json_t *days = json_object_get (body, "delay_days");
-    if (days && !json_is_integer (days)) {
-        cb_error_set (err, "bad_value", "delay_days", "delay_days must be a whole number");
+    if (cb_adapter_answer_days (body, "delay_days", "delay", S_DELAY_DAYS_MAX, answer, err)
+    ||  cb_adapter_answer_urls (body, "images", answer, err)
+    ||  cb_adapter_answer_time (body, "time", answer, err))
         return -1;
-    }
-    if (answer->kind == CIVICBUS__V1__REPLY_KIND__REPLY_EXTENSION) {
-        if (!days) {
-            cb_error_set (err, "missing_field", "delay_days", "delay needs delay_days");
-            return -1;
-        }
-        json_int_t n = json_integer_value (days);
-        if (n < 1 || n > S_DELAY_DAYS_MAX) {
-            cb_error_set (err, "bad_value", "delay_days", "delay_days must be 1..%d",
-                          S_DELAY_DAYS_MAX);
-            return -1;
-        }
-        answer->extension_days = (int32_t) n;
-    }
-    const json_t *images = json_object_get (body, "images");
-    if (images && !json_is_array (images)) {
-        cb_error_set (err, "bad_value", "images", "images must be an array of URLs");
-        return -1;
-    }
-    size_t index;
-    json_t *image;
-    json_array_foreach ((json_t *) images, index, image) {
-        if (!json_is_string (image) || answer->n_attachment_urls >= CB_ADAPTER_ATTACHMENTS_MAX) {
-            cb_error_set (err, "bad_value", "images", "images must be at most %d URLs",
-                          CB_ADAPTER_ATTACHMENTS_MAX);
-            return -1;
-        }
-        answer->attachment_urls [answer->n_attachment_urls++] = json_string_value (image);
-    }
-    const json_t *at = json_object_get (body, "time");
-    if (json_is_integer (at))
-        answer->time_ms = (int64_t) json_integer_value (at);
-    else
-    if (at && (!json_is_string (at)
-               || cb_time_parse_iso (json_string_value (at), &answer->time_ms))) {
-        cb_error_set (err, "bad_value", "time", "time must be ISO 8601 or milliseconds");
-        return -1;
-    }
     return 0;
 }
 

@@ -138,6 +138,94 @@ Civicbus__V1__ReplyKind cb_adapter_reply_kind_from_name (const char *name);
 //  nobody in.
 bool cb_adapter_bearer_ok (const char *token, const char *authorization);
 
+/* ---- helpers for mappings (common/adapter_mapping.c) ----
+
+    What every department's mapping does the same way, so that a mapping
+    holds only its department's field names, words and tables. Errors name
+    the department's own field, as the department will read them (the
+    adapter answers them with 422). All are pure and thread-safe. */
+
+//  `text`, or "" for NULL (json_pack's "s" refuses NULL).
+const char *cb_adapter_or_empty (const char *text);
+
+//  A time as the departments get it: ISO 8601 in Asia/Shanghai, or "" when
+//  `ms` is 0 (not set) or does not format. Returns `buf` or "".
+const char *cb_adapter_iso (int64_t ms, char *buf, size_t cap);
+
+//  The three times every order carries, as cb_adapter_iso formats them.
+typedef struct {
+    char reported [40];       //  the ticket's created_ms
+    char sign_by [40];        //  order->sign_due_ms
+    char resolve_by [40];     //  order->resolve_due_ms
+} cb_order_times_t;
+//  Fills `times` from the order and its ticket (which must be set).
+void cb_adapter_order_times (const Civicbus__V1__DispatchOrder *order, cb_order_times_t *times);
+
+//  The order's ticket; NULL with err missing_field "ticket" when the order
+//  carries none, or one without an id (request_for then returns -1).
+const Civicbus__V1__Ticket *cb_adapter_order_ticket (const Civicbus__V1__DispatchOrder *order,
+                                                     cb_error_t *err);
+
+//  `n` URLs as a JSON array of strings (the ticket's attachment_urls); NULL
+//  when out of memory (json_pack's "o*" then leaves the member out).
+json_t *cb_adapter_url_array (char *const *urls, size_t n);
+
+//  Ends request_for: request->body = the compact text of `body` (the
+//  reference is taken; NULL, as json_pack returns on failure, is an error),
+//  request->path = "". 0, or -1 with err no_memory "the WHAT could not be
+//  encoded (text that is not UTF-8?)".
+int cb_adapter_request_finish (cb_dept_request_t *request, json_t *body, const char *what,
+                               cb_error_t *err);
+
+//  One word a department uses for a reply kind ("ACCEPTED", "签收").
+typedef struct {
+    const char *word;
+    Civicbus__V1__ReplyKind kind;
+} cb_adapter_word_t;
+
+//  Reads the two members every answer must have: `key_field` (non-empty:
+//  the dispatch id the department echoes) into answer->dispatch_id, and
+//  `kind_field`, one of the `n_words` words, into answer->kind. 0, or -1
+//  with err: missing_field "FIELD is required", or bad_value "KIND_FIELD
+//  'X' is not one of ONE_OF" (`one_of` lists the words for people).
+int cb_adapter_answer_kind (const json_t *body, const char *key_field, const char *kind_field,
+                            const cb_adapter_word_t *words, size_t n_words, const char *one_of,
+                            cb_dept_answer_t *answer, cb_error_t *err);
+
+//  True for the kinds whose text a department must give: return (the
+//  reason), extension and suspend (why), resolve (the result).
+bool cb_adapter_kind_needs_text (Civicbus__V1__ReplyKind kind);
+
+//  Reads the days of an extension from `field`: a whole number when present
+//  (bad_value "FIELD must be a whole number"); required when answer->kind
+//  is an extension (missing_field "NEEDED_BY needs FIELD", `needed_by` the
+//  department's word for it) and then within 1..max_days (bad_value), and
+//  stored in answer->extension_days. Other kinds keep 0. 0 or -1 with err.
+int cb_adapter_answer_days (const json_t *body, const char *field, const char *needed_by,
+                            int max_days, cb_dept_answer_t *answer, cb_error_t *err);
+
+//  Reads `field`, when present, as an array of at most
+//  CB_ADAPTER_ATTACHMENTS_MAX URL strings into answer->attachment_urls.
+//  0, or -1 with err bad_value naming `field`.
+int cb_adapter_answer_urls (const json_t *body, const char *field, cb_dept_answer_t *answer,
+                            cb_error_t *err);
+
+//  Reads `field`, when present, as milliseconds (a whole number) or an ISO
+//  8601 text into answer->time_ms. 0, or -1 with err bad_value "FIELD must
+//  be ISO 8601 or milliseconds" for anything else.
+int cb_adapter_answer_time (const json_t *body, const char *field, cb_dept_answer_t *answer,
+                            cb_error_t *err);
+
+//  For load: -1 with err bad_value "the mapping file must hold a JSON
+//  object" when `config` is set and is not an object; else 0.
+int cb_adapter_config_check (const json_t *config, cb_error_t *err);
+
+//  For load: the table `key` of `config` in *table (NULL when absent or
+//  `config` is NULL) and its number of members in *n (0 then). -1 with err
+//  bad_value KEY "must be an object: SHAPE" when it is not an object.
+int cb_adapter_config_table (const json_t *config, const char *key, const char *shape,
+                             const json_t **table, size_t *n, cb_error_t *err);
+
 /* ---- the journal: dispatch ids the department accepted ---- */
 
 //  An append-only file DIR/journal-NAME.log of lines "DISPATCH_ID TIME_MS",
