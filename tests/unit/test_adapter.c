@@ -7,6 +7,7 @@
 #include "civicbus/adapter.h"
 #include "civicbus/dispatch.h"
 #include "../../services/adapter-police/mapping.c"
+#include "test_adapter_support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -269,24 +270,15 @@ test_journal_reports_a_bad_dir (void **state)
 static police_tables_t *
 s_police (const char *json)
 {
-    json_error_t jerr;
-    json_t *config = json ? json_loads (json, 0, &jerr) : NULL;
     cb_error_t err;
-    cb_error_clear (&err);
-    police_tables_t *tables = police_mapping.load (config, &err);
-    json_decref (config);
-    return tables;
+    return test_adapter_load (&police_mapping, json, &err);
 }
 
 static void
 test_police_incident_types (void **state)
 {
     (void) state;
-    char path [512];
-    snprintf (path, sizeof path, "%s/deploy/config/adapters/police.json", CIVICBUS_SOURCE_DIR);
-    json_error_t jerr;
-    json_t *config = json_load_file (path, 0, &jerr);
-    assert_non_null (config);
+    json_t *config = test_adapter_config_file ("adapters/police.json");
     cb_error_t err;
     police_tables_t *t = police_mapping.load (config, &err);
     json_decref (config);
@@ -333,14 +325,7 @@ test_police_order_carries_type_and_phone (void **state)
     order.attempt = 2;
     order.primary = true;
     order.ticket = &ticket;
-    cb_dept_request_t req;
-    memset (&req, 0, sizeof req);
-    cb_error_t err;
-    assert_int_equal (police_mapping.request_for (t, &order, &req, &err), 0);
-    json_error_t jerr;
-    json_t *body = json_loads (req.body, 0, &jerr);
-    free (req.body);
-    assert_non_null (body);
+    json_t *body = test_adapter_order_body (&police_mapping, t, &order);
     assert_string_equal (json_string_value (json_object_get (body, "incident_key")), order.dispatch_id);
     assert_string_equal (json_string_value (json_object_get (body, "incident_type")), "POLICE");
     assert_string_equal (json_string_value (json_object_get (body, "priority")), "P0");
@@ -352,19 +337,14 @@ test_police_order_carries_type_and_phone (void **state)
     json_decref (body);
 
     order.ticket = NULL;
-    assert_int_equal (police_mapping.request_for (t, &order, &req, &err), -1);
+    test_adapter_refuses_order (&police_mapping, t, &order);
     police_mapping.unload (t);
 }
 
 static int
 s_answer_of (const char *text, cb_dept_answer_t *answer, cb_error_t *err, json_t **keep)
 {
-    json_error_t jerr;
-    *keep = json_loads (text, 0, &jerr);
-    assert_non_null (*keep);
-    memset (answer, 0, sizeof *answer);
-    cb_error_clear (err);
-    return police_mapping.answer_from (NULL, *keep, answer, err);
+    return test_adapter_answer_of (&police_mapping, text, answer, err, keep);
 }
 
 static void
@@ -401,7 +381,7 @@ test_police_status_calls_become_replies (void **state)
     assert_int_equal (a.time_ms, 1234);
     json_decref (body);
 
-    static const struct { const char *body; const char *field; } bad [] = {
+    static const test_adapter_bad_answer_t bad [] = {
         { "{\"status\": \"ACCEPTED\"}", "incident_key" },
         { "{\"incident_key\": \"T/p/1\"}", "status" },
         { "{\"incident_key\": \"T/p/1\", \"status\": \"DONE\"}", "status" },
@@ -411,11 +391,7 @@ test_police_status_calls_become_replies (void **state)
         { "{\"incident_key\": \"T/p/1\", \"status\": \"CLOSED\", \"photos\": [1]}", "photos" },
         { "{\"incident_key\": \"T/p/1\", \"status\": \"CLOSED\", \"at\": \"yesterday\"}", "at" },
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
-        assert_int_equal (s_answer_of (bad [i].body, &a, &err, &body), -1);
-        assert_string_equal (err.field, bad [i].field);
-        json_decref (body);
-    }
+    test_adapter_refuses_answers (&police_mapping, bad, sizeof bad / sizeof bad [0]);
 }
 
 int

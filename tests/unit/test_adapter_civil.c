@@ -6,6 +6,7 @@
 
 #include "civicbus/adapter.h"
 #include "../../services/adapter-civil/mapping.c"
+#include "test_adapter_support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,26 +21,13 @@
 static civil_tables_t *
 s_civil (const char *json, cb_error_t *err)
 {
-    json_t *config = NULL;
-    if (json) {
-        json_error_t jerr;
-        config = json_loads (json, 0, &jerr);
-        assert_non_null (config);
-    }
-    cb_error_clear (err);
-    civil_tables_t *t = civil_mapping.load (config, err);
-    json_decref (config);
-    return t;
+    return test_adapter_load (&civil_mapping, json, err);
 }
 
 static civil_tables_t *
 s_civil_file (void)
 {
-    char path [512];
-    snprintf (path, sizeof path, "%s/deploy/config/adapters/civil.json", CIVICBUS_SOURCE_DIR);
-    json_error_t jerr;
-    json_t *config = json_load_file (path, 0, &jerr);
-    assert_non_null (config);
+    json_t *config = test_adapter_config_file ("adapters/civil.json");
     cb_error_t err;
     civil_tables_t *t = civil_mapping.load (config, &err);
     json_decref (config);
@@ -75,15 +63,7 @@ s_case (civil_tables_t *t, const char *name, const char *phone, const char *desc
     order.primary = true;
     order.ticket = &ticket;
     order.sign_due_ms = 1795000000000;
-    cb_dept_request_t req;
-    memset (&req, 0, sizeof req);
-    cb_error_t err;
-    assert_int_equal (civil_mapping.request_for (t, &order, &req, &err), 0);
-    json_error_t jerr;
-    json_t *body = json_loads (req.body, 0, &jerr);
-    free (req.body);
-    assert_non_null (body);
-    return body;
+    return test_adapter_order_body (&civil_mapping, t, &order);
 }
 
 /* ---- tests ---- */
@@ -178,32 +158,21 @@ test_case_has_callback_number_and_no_name (void **state)
 
     Civicbus__V1__DispatchOrder order = CIVICBUS__V1__DISPATCH_ORDER__INIT;
     order.dispatch_id = (char *) "x/civil/1";
-    cb_dept_request_t req;
-    memset (&req, 0, sizeof req);
-    cb_error_t err;
-    assert_int_equal (civil_mapping.request_for (t, &order, &req, &err), -1);
+    test_adapter_refuses_order (&civil_mapping, t, &order);
     civil_mapping.unload (t);
 }
 
 static int
 s_answer_of (const char *text, cb_dept_answer_t *answer, cb_error_t *err, json_t **keep)
 {
-    json_error_t jerr;
-    *keep = json_loads (text, 0, &jerr);
-    assert_non_null (*keep);
-    memset (answer, 0, sizeof *answer);
-    cb_error_clear (err);
-    return civil_mapping.answer_from (NULL, *keep, answer, err);
+    return test_adapter_answer_of (&civil_mapping, text, answer, err, keep);
 }
 
 static void
 test_events_become_replies (void **state)
 {
     (void) state;
-    static const struct {
-        const char *event;
-        Civicbus__V1__ReplyKind kind;
-    } events [] = {
+    static const cb_adapter_word_t events [] = {
         { "ACCEPT", CIVICBUS__V1__REPLY_KIND__REPLY_SIGN },
         { "RETURN", CIVICBUS__V1__REPLY_KIND__REPLY_RETURN },
         { "SUSPEND", CIVICBUS__V1__REPLY_KIND__REPLY_SUSPEND },
@@ -217,7 +186,7 @@ test_events_become_replies (void **state)
         char text [256];
         snprintf (text, sizeof text, "{\"request_no\": \"T/civil/2\", \"event\": \"%s\", "
                   "\"remark\": \"已处理\", \"event_id\": \"CE-%zu\", \"worker\": \"社工小王\"}",
-                  events [i].event, i);
+                  events [i].word, i);
         assert_int_equal (s_answer_of (text, &a, &err, &body), 0);
         assert_int_equal (a.kind, events [i].kind);
         assert_string_equal (a.dispatch_id, "T/civil/2");
@@ -235,7 +204,7 @@ test_events_become_replies (void **state)
     assert_true (a.time_ms > 0);
     json_decref (body);
 
-    static const struct { const char *body; const char *field; } bad [] = {
+    static const test_adapter_bad_answer_t bad [] = {
         { "{\"event\": \"ACCEPT\"}", "request_no" },
         { "{\"request_no\": \"T/c/1\"}", "event" },
         { "{\"request_no\": \"T/c/1\", \"event\": \"accept\"}", "event" },
@@ -247,11 +216,7 @@ test_events_become_replies (void **state)
         { "{\"request_no\": \"T/c/1\", \"event\": \"ACCEPT\", \"occurred_at\": \"soon\"}",
           "occurred_at" },
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
-        assert_int_equal (s_answer_of (bad [i].body, &a, &err, &body), -1);
-        assert_string_equal (err.field, bad [i].field);
-        json_decref (body);
-    }
+    test_adapter_refuses_answers (&civil_mapping, bad, sizeof bad / sizeof bad [0]);
 }
 
 int

@@ -6,6 +6,7 @@
 
 #include "civicbus/adapter.h"
 #include "../../services/adapter-urban/mapping.c"
+#include "test_adapter_support.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,44 +18,19 @@
 
 /* ---- helpers ---- */
 
-static json_t *
-s_config_file (const char *name)
-{
-    char path [512];
-    snprintf (path, sizeof path, "%s/deploy/config/%s", CIVICBUS_SOURCE_DIR, name);
-    json_error_t jerr;
-    json_t *config = json_load_file (path, 0, &jerr);
-    assert_non_null (config);
-    return config;
-}
-
 static urban_tables_t *
 s_urban (const char *json)
 {
-    json_t *config = NULL;
-    if (json) {
-        json_error_t jerr;
-        config = json_loads (json, 0, &jerr);
-        assert_non_null (config);
-    }
     cb_error_t err;
-    cb_error_clear (&err);
-    urban_tables_t *t = urban_mapping.load (config, &err);
-    json_decref (config);
-    return t;
+    return test_adapter_load (&urban_mapping, json, &err);
 }
 
 static const char *
 s_load_error (const char *json)
 {
     static char field [64];
-    json_error_t jerr;
-    json_t *config = json_loads (json, 0, &jerr);
-    assert_non_null (config);
     cb_error_t err;
-    cb_error_clear (&err);
-    void *t = urban_mapping.load (config, &err);
-    json_decref (config);
+    void *t = test_adapter_load (&urban_mapping, json, &err);
     assert_null (t);
     snprintf (field, sizeof field, "%s", err.field);
     return field;
@@ -69,14 +45,14 @@ static void
 test_table_agrees_with_the_catalogue (void **state)
 {
     (void) state;
-    json_t *config = s_config_file ("adapters/urban.json");
+    json_t *config = test_adapter_config_file ("adapters/urban.json");
     cb_error_t err;
     cb_error_clear (&err);
     urban_tables_t *t = urban_mapping.load (config, &err);
     json_decref (config);
     assert_non_null (t);
 
-    json_t *catalog = s_config_file ("catalog.json");
+    json_t *catalog = test_adapter_config_file ("catalog.json");
     size_t index, checked = 0;
     json_t *category;
     json_array_foreach (json_object_get (catalog, "categories"), index, category) {
@@ -157,7 +133,7 @@ static void
 test_case_carries_codes_grid_and_location (void **state)
 {
     (void) state;
-    json_t *config = s_config_file ("adapters/urban.json");
+    json_t *config = test_adapter_config_file ("adapters/urban.json");
     cb_error_t err;
     urban_tables_t *t = urban_mapping.load (config, &err);
     json_decref (config);
@@ -193,13 +169,7 @@ test_case_carries_codes_grid_and_location (void **state)
     order.primary = false;
     order.ticket = &ticket;
     order.resolve_due_ms = 1795000000000 + 4 * 3600000;
-    cb_dept_request_t req;
-    memset (&req, 0, sizeof req);
-    assert_int_equal (urban_mapping.request_for (t, &order, &req, &err), 0);
-    json_error_t jerr;
-    json_t *body = json_loads (req.body, 0, &jerr);
-    free (req.body);
-    assert_non_null (body);
+    json_t *body = test_adapter_order_body (&urban_mapping, t, &order);
     assert_string_equal (json_string_value (json_object_get (body, "case_key")), order.dispatch_id);
     assert_string_equal (json_string_value (json_object_get (body, "case_no")), ticket.id);
     assert_string_equal (json_string_value (json_object_get (body, "role")), "assist");
@@ -232,37 +202,26 @@ test_case_carries_codes_grid_and_location (void **state)
 
     //  Without a point: no lng/lat, still a case.
     where.has_point = false;
-    memset (&req, 0, sizeof req);
-    assert_int_equal (urban_mapping.request_for (t, &order, &req, &err), 0);
-    body = json_loads (req.body, 0, &jerr);
-    free (req.body);
+    body = test_adapter_order_body (&urban_mapping, t, &order);
     assert_null (json_object_get (json_object_get (body, "location"), "lng"));
     json_decref (body);
 
     order.ticket = NULL;
-    assert_int_equal (urban_mapping.request_for (t, &order, &req, &err), -1);
+    test_adapter_refuses_order (&urban_mapping, t, &order);
     urban_mapping.unload (t);
 }
 
 static int
 s_answer_of (const char *text, cb_dept_answer_t *answer, cb_error_t *err, json_t **keep)
 {
-    json_error_t jerr;
-    *keep = json_loads (text, 0, &jerr);
-    assert_non_null (*keep);
-    memset (answer, 0, sizeof *answer);
-    cb_error_clear (err);
-    return urban_mapping.answer_from (NULL, *keep, answer, err);
+    return test_adapter_answer_of (&urban_mapping, text, answer, err, keep);
 }
 
 static void
 test_feedback_becomes_replies (void **state)
 {
     (void) state;
-    static const struct {
-        const char *action;
-        Civicbus__V1__ReplyKind kind;
-    } actions [] = {
+    static const cb_adapter_word_t actions [] = {
         { "sign", CIVICBUS__V1__REPLY_KIND__REPLY_SIGN },
         { "签收", CIVICBUS__V1__REPLY_KIND__REPLY_SIGN },
         { "return", CIVICBUS__V1__REPLY_KIND__REPLY_RETURN },
@@ -280,7 +239,7 @@ test_feedback_becomes_replies (void **state)
     for (size_t i = 0; i < sizeof actions / sizeof actions [0]; i++) {
         char text [256];
         snprintf (text, sizeof text, "{\"case_key\": \"T/urban/2\", \"action\": \"%s\", "
-                  "\"opinion\": \"意见\", \"feedback_id\": \"FB-%zu\"}", actions [i].action, i);
+                  "\"opinion\": \"意见\", \"feedback_id\": \"FB-%zu\"}", actions [i].word, i);
         assert_int_equal (s_answer_of (text, &a, &err, &body), 0);
         assert_int_equal (a.kind, actions [i].kind);
         assert_string_equal (a.dispatch_id, "T/urban/2");
@@ -304,7 +263,7 @@ test_feedback_becomes_replies (void **state)
     assert_null (a.text);
     json_decref (body);
 
-    static const struct { const char *body; const char *field; } bad [] = {
+    static const test_adapter_bad_answer_t bad [] = {
         { "{\"action\": \"sign\"}", "case_key" },
         { "{\"case_key\": \"T/u/1\"}", "action" },
         { "{\"case_key\": \"T/u/1\", \"action\": \"done\"}", "action" },
@@ -321,11 +280,7 @@ test_feedback_becomes_replies (void **state)
         { "{\"case_key\": \"T/u/1\", \"action\": \"sign\", \"time\": \"yesterday\"}", "time" },
         { "{\"case_key\": \"T/u/1\", \"action\": \"sign\", \"time\": true}", "time" },
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad [0]; i++) {
-        assert_int_equal (s_answer_of (bad [i].body, &a, &err, &body), -1);
-        assert_string_equal (err.field, bad [i].field);
-        json_decref (body);
-    }
+    test_adapter_refuses_answers (&urban_mapping, bad, sizeof bad / sizeof bad [0]);
 }
 
 int
