@@ -55,35 +55,10 @@ static int
 s_store (cb_redis_t *redis, const char *what, const char *text, size_t len, size_t count,
          int64_t *version, char *err, size_t errcap)
 {
-    char key [32];
-    snprintf (key, sizeof key, "cfg:%s", what);
-    //  One script: bump the version and store the text together, so a reader
-    //  never sees a new version with old text.
-    static const char lua [] =
-        "local v = redis.call('HINCRBY', KEYS[1], 'version', 1)\n"
-        "redis.call('HSET', KEYS[1], 'json', ARGV[1], 'loaded_ms', ARGV[2], 'count', ARGV[3])\n"
-        "return v\n";
-    cb_script_t script = CB_SCRIPT (lua);
-    char now [32], n [32];
-    snprintf (now, sizeof now, "%lld", (long long) cb_clock_now_ms ());
+    char n [32];
     snprintf (n, sizeof n, "%zu", count);
-    const char *argv [] = { key, text, now, n };
-    size_t lens [] = { strlen (key), len, strlen (now), strlen (n) };
-    redisReply *reply = cb_redis_eval (redis, &script, 1, 4, argv, lens);
-    if (!reply) {
-        snprintf (err, errcap, "%s", cb_redis_error (redis));
-        return -1;
-    }
-    int rc = -1;
-    if (reply->type == REDIS_REPLY_INTEGER) {
-        *version = reply->integer;
-        rc = 0;
-    }
-    else
-        snprintf (err, errcap, "redis refused the %s: %s", what,
-                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-    freeReplyObject (reply);
-    return rc;
+    const char *fields [] = { "count", n };
+    return citydata_store_text (redis, what, text, len, fields, 1, version, err, errcap);
 }
 
 /* ---- public ---- */
@@ -288,4 +263,44 @@ citydata_release (citydata_t *self, citydata_snapshot_t **snap_p)
     if (last)
         s_snap_free (snap);
     *snap_p = NULL;
+}
+
+int
+citydata_store_text (cb_redis_t *redis, const char *what, const char *text, size_t len,
+                     const char *const *fields, size_t n_fields,
+                     int64_t *version, char *err, size_t errcap)
+{
+    assert (n_fields <= CITYDATA_STORE_FIELDS_MAX);
+    char key [32];
+    snprintf (key, sizeof key, "cfg:%s", what);
+    //  One script: bump the version and store the text together, so a reader
+    //  never sees a new version with old text.
+    static const char lua [] =
+        "local v = redis.call('HINCRBY', KEYS[1], 'version', 1)\n"
+        "redis.call('HSET', KEYS[1], 'json', ARGV[1], 'loaded_ms', ARGV[2], unpack(ARGV, 3))\n"
+        "return v\n";
+    cb_script_t script = CB_SCRIPT (lua);
+    char now [32];
+    snprintf (now, sizeof now, "%lld", (long long) cb_clock_now_ms ());
+    const char *argv [3 + 2 * CITYDATA_STORE_FIELDS_MAX] = { key, text, now };
+    size_t lens [3 + 2 * CITYDATA_STORE_FIELDS_MAX] = { strlen (key), len, strlen (now) };
+    for (size_t i = 0; i < 2 * n_fields; i++) {
+        argv [3 + i] = fields [i];
+        lens [3 + i] = strlen (fields [i]);
+    }
+    redisReply *reply = cb_redis_eval (redis, &script, 1, (int) (3 + 2 * n_fields), argv, lens);
+    if (!reply) {
+        snprintf (err, errcap, "%s", cb_redis_error (redis));
+        return -1;
+    }
+    int rc = -1;
+    if (reply->type == REDIS_REPLY_INTEGER) {
+        *version = reply->integer;
+        rc = 0;
+    }
+    else
+        snprintf (err, errcap, "redis refused the %s: %s", what,
+                  reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    freeReplyObject (reply);
+    return rc;
 }

@@ -71,4 +71,14 @@ int citydata_refresh (citydata_t *self, cb_redis_t *redis);
 citydata_snapshot_t *citydata_acquire (citydata_t *self);
 void citydata_release (citydata_t *self, citydata_snapshot_t **snap_p);
 
+//  Stores `text`, which the caller has validated, in cfg:WHAT: json, a new
+//  version and loaded_ms in one script (a reader never sees a new version
+//  with old text), with `n_fields` more name/value pairs from `fields`
+//  ("count", "794"; the calendar's "name", the policies' "label"), at most
+//  CITYDATA_STORE_FIELDS_MAX. 0 with *version set, or -1 with err.
+#define CITYDATA_STORE_FIELDS_MAX 4
+int citydata_store_text (cb_redis_t *redis, const char *what, const char *text, size_t len,
+                         const char *const *fields, size_t n_fields,
+                         int64_t *version, char *err, size_t errcap);
+
 #endif
