@@ -1,7 +1,9 @@
 /*  cli.h — the civicbus command-line tool's private header: the command
     table, the option parser, and the helpers every command group shares
     (Redis connection with an operator-friendly error, file reading with a
-    progress line, tables that line up Chinese text).
+    progress line, the start of every `load FILE [--check]`, configurations
+    read from a file or from Redis, the working calendar to count on, tables
+    that line up Chinese text).
 
     Each command group lives in its own file (cmd_keys.c, cmd_grids.c, ...)
     and exports one table of subcommands; main.c holds the table of groups.
@@ -20,6 +22,7 @@
 #include "civicbus/redis.h"
 #include "civicbus/grid_index.h"
 #include "civicbus/catalog.h"
+#include "civicbus/workcal.h"
 
 enum {
     CLI_OK = 0,
@@ -127,6 +130,64 @@ grid_index_t *cli_load_grids (cli_t *cli, int64_t *version);
 //  The same for the catalogue.
 catalog_t *cli_load_catalog (cli_t *cli, int64_t *version);
 
+//  cli_parse for a command with one positional argument, which it needs:
+//  CLI_PROCEED with *arg set, or the exit code (`missing`: the usage error
+//  without it).
+int cli_parse_one (cli_t *cli, const cli_command_t *cmd, int argc, char **argv,
+                   const cli_opt_t *opts, const char *missing, const char **arg);
+
+//  Connects (cli_redis) after the options: for commands with options only.
+//  CLI_PROCEED with *redis set, or the exit code (after --help, a usage
+//  error, or Redis out of reach).
+int cli_parse_connect (cli_t *cli, const cli_command_t *cmd, int argc, char **argv,
+                       const cli_opt_t *opts, cb_redis_t **redis);
+
+//  ---- `GROUP load FILE [--check]`: validate a file, then store it ----
+
+typedef struct {
+    const char *path;           //  FILE
+    bool check_only;            //  --check: validate only, store nothing
+    cb_redis_t *redis;          //  NULL with --check
+    char *text;                 //  FILE, NUL-terminated; the command frees it
+    size_t len;
+} cli_load_t;
+
+//  The start of every load command: reads --check and FILE (`which`: the
+//  usage error without FILE), connects to Redis unless --check (first: a
+//  person should not wait for a big file to validate only to learn that
+//  Redis is down), reads FILE. CLI_PROCEED with `load` filled, or the exit
+//  code after printing why.
+int cli_load_begin (cli_t *cli, const cli_command_t *cmd, int argc, char **argv,
+                    const char *which, cli_load_t *load);
+
+//  ---- configurations a command reads: from --file, else from Redis ----
+
+//  text -> the parsed configuration, or NULL with `err` (workcal_from_json,
+//  sla_from_json, wrapped to return void *).
+typedef void *(cli_config_parse_fn) (const char *text, size_t len, char *err, size_t errcap);
+
+typedef struct {
+    const char *key;            //  the hash in Redis: "cfg:calendar" (its json and version)
+    cli_config_parse_fn *parse;
+    const char *noun;           //  "calendar": "FILE is not a valid calendar: ..."
+    const char *stored;         //  "the calendar stored in Redis does not load"
+    const char *hint;           //  after that: "load a good one with '...'"
+    const char *reading;        //  for cli_redis_failed: "reading the calendar"
+    const char *without_redis;  //  a note when Redis is out of reach, or NULL
+} cli_config_t;
+
+//  Parses `file` when given (source "from FILE"), else the text stored in
+//  Redis (source "stored version N"). NULL after printing why, or NULL with
+//  *none set when Redis holds none (nothing printed).
+void *cli_config_load (cli_t *cli, const cli_config_t *config, const char *file,
+                       char *source, size_t cap, bool *none);
+
+//  The working calendar to count on: --calendar FILE, else --builtin, else
+//  the one in Redis (cfg:calendar), else the built-in one; `source` says
+//  which. NULL after printing why.
+workcal_t *cli_pick_calendar (cli_t *cli, const char *file, bool builtin, char *source,
+                              size_t cap);
+
 //  "2026-09-30T16:00:00+08:00", or "-" for 0.
 const char *cli_time (int64_t ms, char *buf, size_t cap);
 
@@ -141,6 +202,10 @@ int cli_table_add (cli_table_t *self, const char *const *cells);
 size_t cli_table_rows (const cli_table_t *self);
 //  Prints header and rows; the last column is not padded.
 void cli_table_print (const cli_table_t *self, FILE *out);
+//  A command's last step with a table: prints it on stdout and destroys it;
+//  CLI_OK, or CLI_FAIL ("out of memory") when *self_p is NULL (a row could
+//  not be added).
+int cli_table_finish (cli_table_t **self_p);
 
 //  Terminal columns that UTF-8 `text` takes (East Asian wide = 2).
 size_t cli_display_width (const char *text);

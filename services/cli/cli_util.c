@@ -53,6 +53,12 @@ s_redis_reason (cb_redis_t *redis, char *buf, size_t cap)
         buf [0] = (char) tolower ((unsigned char) buf [0]);
 }
 
+static void *
+s_parse_calendar (const char *text, size_t len, char *err, size_t errcap)
+{
+    return workcal_from_json (text, len, err, errcap);
+}
+
 static bool
 s_is_wide (uint32_t cp)
 {
@@ -420,6 +426,114 @@ cli_load_catalog (cli_t *cli, int64_t *version)
     return catalog;
 }
 
+int
+cli_parse_one (cli_t *cli, const cli_command_t *cmd, int argc, char **argv,
+               const cli_opt_t *opts, const char *missing, const char **arg)
+{
+    const char *pos [1] = { NULL };
+    int npos = 0;
+    int rc = cli_parse (cli, cmd, argc, argv, opts, pos, 0, 1, &npos);
+    if (rc != CLI_PROCEED)
+        return rc;
+    if (npos < 1)
+        return cli_usage_error (cmd, "%s", missing);
+    *arg = pos [0];
+    return CLI_PROCEED;
+}
+
+int
+cli_parse_connect (cli_t *cli, const cli_command_t *cmd, int argc, char **argv,
+                   const cli_opt_t *opts, cb_redis_t **redis)
+{
+    int rc = cli_parse (cli, cmd, argc, argv, opts, NULL, 0, 0, NULL);
+    if (rc != CLI_PROCEED)
+        return rc;
+    *redis = cli_redis (cli);
+    return *redis ? CLI_PROCEED : CLI_FAIL;
+}
+
+int
+cli_load_begin (cli_t *cli, const cli_command_t *cmd, int argc, char **argv,
+                const char *which, cli_load_t *load)
+{
+    memset (load, 0, sizeof *load);
+    const cli_opt_t opts [] = { { "check", NULL, &load->check_only }, CLI_OPTS_END };
+    int rc = cli_parse_one (cli, cmd, argc, argv, opts, which, &load->path);
+    if (rc != CLI_PROCEED)
+        return rc;
+    if (!load->check_only && !(load->redis = cli_redis (cli)))
+        return CLI_FAIL;
+    load->text = cli_read_file (cli, load->path, &load->len);
+    return load->text ? CLI_PROCEED : CLI_FAIL;
+}
+
+void *
+cli_config_load (cli_t *cli, const cli_config_t *config, const char *file,
+                 char *source, size_t cap, bool *none)
+{
+    *none = false;
+    char err [512] = "";
+    if (file) {
+        size_t len = 0;
+        char *text = cli_read_file (cli, file, &len);
+        if (!text)
+            return NULL;
+        void *parsed = config->parse (text, len, err, sizeof err);
+        free (text);
+        if (!parsed)
+            cli_fail ("%s is not a valid %s: %s", file, config->noun, err);
+        snprintf (source, cap, "from %s", file);
+        return parsed;
+    }
+    cb_redis_t *redis = cli_redis (cli);
+    if (!redis) {
+        if (config->without_redis)
+            cli_note ("%s", config->without_redis);
+        return NULL;
+    }
+    redisReply *reply = cb_redis_command (redis, "HMGET %s json version", config->key);
+    if (!reply) {
+        cli_redis_failed (cli, config->reading);
+        return NULL;
+    }
+    void *parsed = NULL;
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+    &&  reply->element [0]->type == REDIS_REPLY_STRING) {
+        parsed = config->parse (reply->element [0]->str, reply->element [0]->len, err,
+                                sizeof err);
+        snprintf (source, cap, "stored version %s",
+                  reply->element [1]->type == REDIS_REPLY_STRING ? reply->element [1]->str : "?");
+        if (!parsed)
+            cli_fail ("%s: %s; %s", config->stored, err, config->hint);
+    }
+    else
+        *none = true;
+    freeReplyObject (reply);
+    return parsed;
+}
+
+workcal_t *
+cli_pick_calendar (cli_t *cli, const char *file, bool builtin, char *source, size_t cap)
+{
+    static const cli_config_t calendar = {
+        .key = "cfg:calendar", .parse = s_parse_calendar, .noun = "calendar",
+        .reading = "reading the calendar", .stored = "the calendar stored in Redis does not load",
+        .hint = "load a good one with 'civicbus calendar load FILE'",
+        .without_redis = "'--builtin' or '--calendar FILE' computes without Redis",
+    };
+    bool none = true;
+    if (file || !builtin) {
+        workcal_t *cal = cli_config_load (cli, &calendar, file, source, cap, &none);
+        if (cal || !none)
+            return cal;
+    }
+    workcal_t *cal = workcal_new_default ();
+    if (!cal)
+        cli_fail ("out of memory");
+    snprintf (source, cap, "built-in");
+    return cal;
+}
+
 const char *
 cli_time (int64_t ms, char *buf, size_t cap)
 {
@@ -475,6 +589,16 @@ cli_table_add (cli_table_t *self, const char *const *cells)
         return -1;
     self->rows [self->count++] = row;
     return 0;
+}
+
+int
+cli_table_finish (cli_table_t **self_p)
+{
+    if (!*self_p)
+        return cli_fail ("out of memory");
+    cli_table_print (*self_p, stdout);
+    cli_table_destroy (self_p);
+    return CLI_OK;
 }
 
 size_t

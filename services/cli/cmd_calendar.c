@@ -5,98 +5,19 @@
 
     The loaded calendar lives in Redis next to the grids and catalogue:
         cfg:calendar  hash  json (the calendar text), version, loaded_ms, name
-    like cfg:grids (citydata.h): validated before it is written, version
+    like cfg:grids (citydata_store_text): validated before it is written, version
     bumped in the same script, so a reader never sees a new version with old
     text. Without it every service uses workcal_new_default (cn-2026). */
 
 #include "cli.h"
+#include "civicbus/citydata.h"
 #include "civicbus/clock.h"
 #include "civicbus/workcal.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define S_CALENDAR_KEY "cfg:calendar"
-
-//  One script: bump the version and store the text together.
-static const char s_store_lua [] =
-    "local v = redis.call('HINCRBY', KEYS[1], 'version', 1)\n"
-    "redis.call('HSET', KEYS[1], 'json', ARGV[1], 'loaded_ms', ARGV[2], 'name', ARGV[3])\n"
-    "return v\n";
-
 /* ---- private ---- */
-
-//  Stores a validated calendar's text; returns 0 with *version, or -1.
-static int
-s_store_calendar (cb_redis_t *redis, const char *text, size_t len, const char *name,
-                  int64_t *version)
-{
-    cb_script_t script = CB_SCRIPT (s_store_lua);
-    char now [32];
-    snprintf (now, sizeof now, "%lld", (long long) cb_clock_now_ms ());
-    const char *argv [] = { S_CALENDAR_KEY, text, now, name };
-    size_t lens [] = { strlen (S_CALENDAR_KEY), len, strlen (now), strlen (name) };
-    redisReply *reply = cb_redis_eval (redis, &script, 1, 4, argv, lens);
-    if (!reply)
-        return -1;
-    int rc = reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
-    if (rc == 0)
-        *version = reply->integer;
-    freeReplyObject (reply);
-    return rc;
-}
-
-//  The calendar to count on: --calendar FILE, else --builtin, else the one
-//  in Redis, else the built-in. Describes where it came from in `source`.
-//  NULL after printing why.
-static workcal_t *
-s_pick_calendar (cli_t *cli, const char *file, bool builtin, char *source, size_t cap)
-{
-    char err [512] = "";
-    if (file) {
-        size_t len = 0;
-        char *text = cli_read_file (cli, file, &len);
-        if (!text)
-            return NULL;
-        workcal_t *cal = workcal_from_json (text, len, err, sizeof err);
-        free (text);
-        if (!cal)
-            cli_fail ("%s is not a valid calendar: %s", file, err);
-        snprintf (source, cap, "from %s", file);
-        return cal;
-    }
-    if (!builtin) {
-        cb_redis_t *redis = cli_redis (cli);
-        if (!redis) {
-            cli_note ("'--builtin' or '--calendar FILE' computes without Redis");
-            return NULL;
-        }
-        redisReply *reply = cb_redis_command (redis, "HMGET " S_CALENDAR_KEY " json version");
-        if (!reply) {
-            cli_redis_failed (cli, "reading the calendar");
-            return NULL;
-        }
-        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
-        &&  reply->element [0]->type == REDIS_REPLY_STRING) {
-            workcal_t *cal = workcal_from_json (reply->element [0]->str,
-                                                reply->element [0]->len, err, sizeof err);
-            snprintf (source, cap, "stored version %s",
-                      reply->element [1]->type == REDIS_REPLY_STRING
-                      ? reply->element [1]->str : "?");
-            freeReplyObject (reply);
-            if (!cal)
-                cli_fail ("the calendar stored in Redis does not load: %s; load a good one "
-                          "with 'civicbus calendar load FILE'", err);
-            return cal;
-        }
-        freeReplyObject (reply);
-    }
-    workcal_t *cal = workcal_new_default ();
-    if (!cal)
-        cli_fail ("out of memory");
-    snprintf (source, cap, "built-in");
-    return cal;
-}
 
 static int
 s_calendar_due (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
@@ -136,7 +57,7 @@ s_calendar_due (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
         return cli_usage_error (cmd, "give --calendar FILE or --builtin, not both");
 
     char source [320];
-    workcal_t *cal = s_pick_calendar (cli, file, builtin, source, sizeof source);
+    workcal_t *cal = cli_pick_calendar (cli, file, builtin, source, sizeof source);
     if (!cal)
         return CLI_FAIL;
     int64_t due_ms = 0;
@@ -159,39 +80,30 @@ s_calendar_due (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 static int
 s_calendar_load (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
-    bool check_only = false;
-    const cli_opt_t opts [] = { { "check", NULL, &check_only }, CLI_OPTS_END };
-    const char *pos [1];
-    int npos = 0;
-    int rc = cli_parse (cli, cmd, argc, argv, opts, pos, 0, 1, &npos);
+    cli_load_t load;
+    int rc = cli_load_begin (cli, cmd, argc, argv, "which file? give the calendar's JSON FILE",
+                             &load);
     if (rc != CLI_PROCEED)
         return rc;
-    if (npos < 1)
-        return cli_usage_error (cmd, "which file? give the calendar's JSON FILE");
-    cb_redis_t *redis = NULL;
-    if (!check_only && !(redis = cli_redis (cli)))
-        return CLI_FAIL;
-    size_t len = 0;
-    char *text = cli_read_file (cli, pos [0], &len);
-    if (!text)
-        return CLI_FAIL;
     char err [512] = "";
-    workcal_t *cal = workcal_from_json (text, len, err, sizeof err);
+    workcal_t *cal = workcal_from_json (load.text, load.len, err, sizeof err);
     if (!cal) {
-        free (text);
-        return cli_fail ("%s is not a valid calendar, nothing was stored: %s", pos [0], err);
+        free (load.text);
+        return cli_fail ("%s is not a valid calendar, nothing was stored: %s", load.path, err);
     }
     char name [128];
     snprintf (name, sizeof name, "%s", workcal_name (cal));
     workcal_destroy (&cal);
-    if (check_only) {
-        free (text);
-        printf ("%s is valid: calendar '%s'\n", pos [0], name);
+    if (load.check_only) {
+        free (load.text);
+        printf ("%s is valid: calendar '%s'\n", load.path, name);
         return CLI_OK;
     }
     int64_t version = 0;
-    rc = s_store_calendar (redis, text, len, name, &version);
-    free (text);
+    const char *fields [] = { "name", name };
+    rc = citydata_store_text (load.redis, "calendar", load.text, load.len, fields, 1, &version,
+                              err, sizeof err);
+    free (load.text);
     if (rc)
         return cli_redis_failed (cli, "storing the calendar");
     printf ("loaded calendar '%s' (version %lld)\n", name, (long long) version);
@@ -216,7 +128,7 @@ s_calendar_show (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
     if (file && builtin)
         return cli_usage_error (cmd, "give --calendar FILE or --builtin, not both");
     char source [320];
-    workcal_t *cal = s_pick_calendar (cli, file, builtin, source, sizeof source);
+    workcal_t *cal = cli_pick_calendar (cli, file, builtin, source, sizeof source);
     if (!cal)
         return CLI_FAIL;
     int64_t day_ms = workcal_standard_day_ms (cal);

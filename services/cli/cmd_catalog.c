@@ -76,29 +76,18 @@ s_list_has (const char *const *list, size_t count, const char *value)
 static int
 s_catalog_load (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
-    bool check_only = false;
-    const cli_opt_t opts [] = { { "check", NULL, &check_only }, CLI_OPTS_END };
-    const char *pos [1];
-    int npos = 0;
-    int rc = cli_parse (cli, cmd, argc, argv, opts, pos, 0, 1, &npos);
+    cli_load_t load;
+    int rc = cli_load_begin (cli, cmd, argc, argv, "which file? give the catalogue's JSON FILE",
+                             &load);
     if (rc != CLI_PROCEED)
         return rc;
-    if (npos < 1)
-        return cli_usage_error (cmd, "which file? give the catalogue's JSON FILE");
-    cb_redis_t *redis = NULL;
-    if (!check_only && !(redis = cli_redis (cli)))
-        return CLI_FAIL;
-    size_t len = 0;
-    char *text = cli_read_file (cli, pos [0], &len);
-    if (!text)
-        return CLI_FAIL;
     //  Parsed here and again by citydata_store_catalog: a millisecond, and
     //  it tells a bad file from a Redis failure and gives the counts.
     char err [512] = "";
-    catalog_t *catalog = catalog_from_json (text, len, err, sizeof err);
+    catalog_t *catalog = catalog_from_json (load.text, load.len, err, sizeof err);
     if (!catalog) {
-        free (text);
-        return cli_fail ("%s is not valid, nothing was stored: %s", pos [0], err);
+        free (load.text);
+        return cli_fail ("%s is not valid, nothing was stored: %s", load.path, err);
     }
     char summary [256];
     snprintf (summary, sizeof summary, "%zu categories, %zu departments, %zu rules",
@@ -107,16 +96,16 @@ s_catalog_load (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
     char name [CATALOG_CODE_MAX];
     snprintf (name, sizeof name, "%s", catalog_version (catalog));
     catalog_destroy (&catalog);
-    if (check_only) {
-        free (text);
-        printf ("%s is valid: catalogue '%s', %s\n", pos [0], name, summary);
+    if (load.check_only) {
+        free (load.text);
+        printf ("%s is valid: catalogue '%s', %s\n", load.path, name, summary);
         return CLI_OK;
     }
     int64_t version = 0;
-    rc = citydata_store_catalog (redis, text, len, &version, err, sizeof err);
-    free (text);
+    rc = citydata_store_catalog (load.redis, load.text, load.len, &version, err, sizeof err);
+    free (load.text);
     if (rc)
-        return cb_redis_connected (redis)
+        return cb_redis_connected (load.redis)
              ? cli_fail ("the catalogue was not stored: %s", err)
              : cli_redis_failed (cli, "storing the catalogue");
     printf ("loaded catalogue '%s': %s (version %lld)\n", name, summary,
@@ -174,10 +163,8 @@ s_show_overview (const catalog_t *catalog, int64_t version, bool as_json)
         if (cli_table_add (table, cells))
             cli_table_destroy (&table);
     }
-    if (!table)
-        return cli_fail ("out of memory");
-    cli_table_print (table, stdout);
-    cli_table_destroy (&table);
+    if (cli_table_finish (&table) != CLI_OK)
+        return CLI_FAIL;
     printf ("\n");
 
     const char *cat_headers [] = { "CATEGORY", "名称", "GROUP", "NAME" };
@@ -188,10 +175,8 @@ s_show_overview (const catalog_t *catalog, int64_t version, bool as_json)
         if (cli_table_add (table, cells))
             cli_table_destroy (&table);
     }
-    if (!table)
-        return cli_fail ("out of memory");
-    cli_table_print (table, stdout);
-    cli_table_destroy (&table);
+    if (cli_table_finish (&table) != CLI_OK)
+        return CLI_FAIL;
     printf ("\n'civicbus catalog show --category CODE' shows who gets one category where.\n");
     return CLI_OK;
 }

@@ -75,14 +75,11 @@ s_certs_new (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
     const char *dir = NULL;
     const cli_opt_t opts [] = { { "out", &dir, NULL }, CLI_OPTS_END };
-    const char *pos [1];
-    int npos = 0;
-    int rc = cli_parse (cli, cmd, argc, argv, opts, pos, 0, 1, &npos);
+    const char *name = NULL;
+    int rc = cli_parse_one (cli, cmd, argc, argv, opts,
+                            "give the certificate a NAME, e.g. adapter-police-1", &name);
     if (rc != CLI_PROCEED)
         return rc;
-    if (npos < 1)
-        return cli_usage_error (cmd, "give the certificate a NAME, e.g. adapter-police-1");
-    const char *name = pos [0];
     if (!s_valid_name (name, "ABCDEFGHIJKLMNOPQRSTUVWXYZ._-"))
         return cli_usage_error (cmd, "NAME '%s' must be 1..63 of A-Z a-z 0-9 . _ - "
                                 "and not start with '.' or '-'", name);
@@ -234,15 +231,13 @@ s_adapters_register (cli_t *cli, const cli_command_t *cmd, int argc, char **argv
 static int
 s_adapters_unregister (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
-    const char *pos [1];
-    int npos = 0;
-    int rc = cli_parse (cli, cmd, argc, argv, NULL, pos, 0, 1, &npos);
+    const char *arg = NULL;
+    int rc = cli_parse_one (cli, cmd, argc, argv, NULL,
+                            "give the certificate file or its public key", &arg);
     if (rc != CLI_PROCEED)
         return rc;
-    if (npos < 1)
-        return cli_usage_error (cmd, "give the certificate file or its public key");
     char key [S_Z85_KEY_LEN + 1];
-    if (s_public_key_of (pos [0], key, sizeof key))
+    if (s_public_key_of (arg, key, sizeof key))
         return CLI_FAIL;
     cb_redis_t *redis = cli_redis (cli);
     if (!redis)
@@ -275,12 +270,10 @@ s_adapters_list (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
     bool as_json = false;
     const cli_opt_t opts [] = { { "json", NULL, &as_json }, CLI_OPTS_END };
-    int rc = cli_parse (cli, cmd, argc, argv, opts, NULL, 0, 0, NULL);
+    cb_redis_t *redis = NULL;
+    int rc = cli_parse_connect (cli, cmd, argc, argv, opts, &redis);
     if (rc != CLI_PROCEED)
         return rc;
-    cb_redis_t *redis = cli_redis (cli);
-    if (!redis)
-        return CLI_FAIL;
     redisReply *reply = cb_redis_command (redis, "HGETALL " S_ADAPTER_KEYS);
     if (!reply || reply->type != REDIS_REPLY_ARRAY) {
         if (reply)

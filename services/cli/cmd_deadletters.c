@@ -87,11 +87,7 @@ s_list (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
             cli_table_destroy (&table);
     }
     notify_records_free (list, count);
-    if (!table)
-        return cli_fail ("out of memory");
-    cli_table_print (table, stdout);
-    cli_table_destroy (&table);
-    return CLI_OK;
+    return cli_table_finish (&table);
 }
 
 static int

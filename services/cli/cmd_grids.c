@@ -41,52 +41,37 @@ s_no_grids (void)
 static int
 s_grids_load (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
-    bool check_only = false;
-    const cli_opt_t opts [] = { { "check", NULL, &check_only }, CLI_OPTS_END };
-    const char *pos [1];
-    int npos = 0;
-    int rc = cli_parse (cli, cmd, argc, argv, opts, pos, 0, 1, &npos);
+    cli_load_t load;
+    int rc = cli_load_begin (cli, cmd, argc, argv, "which file? give the GeoJSON FILE", &load);
     if (rc != CLI_PROCEED)
         return rc;
-    if (npos < 1)
-        return cli_usage_error (cmd, "which file? give the GeoJSON FILE");
-
-    //  Connect first: a person should not wait for a big file to validate
-    //  only to learn that Redis is down.
-    cb_redis_t *redis = NULL;
-    if (!check_only && !(redis = cli_redis (cli)))
-        return CLI_FAIL;
-    size_t len = 0;
-    char *text = cli_read_file (cli, pos [0], &len);
-    if (!text)
-        return CLI_FAIL;
     //  Validating here as well as in citydata_store_grids parses the file
     //  twice (tens of milliseconds for a thousand grids); in exchange a bad
     //  file and a Redis failure get different messages, and we learn the
     //  count that the store does not return.
-    cli_progress (cli, "validating %s...", pos [0]);
+    cli_progress (cli, "validating %s...", load.path);
     char err [512] = "";
-    grid_index_t *grids = grid_index_from_geojson (text, len, err, sizeof err);
+    grid_index_t *grids = grid_index_from_geojson (load.text, load.len, err, sizeof err);
     cli_progress_done (cli);
     if (!grids) {
-        free (text);
-        return cli_fail ("%s is not valid, nothing was stored: %s", pos [0], err);
+        free (load.text);
+        return cli_fail ("%s is not valid, nothing was stored: %s", load.path, err);
     }
     size_t count = grid_index_count (grids);
     size_t areas = grid_index_area_count (grids);
     grid_index_destroy (&grids);
-    if (check_only) {
-        free (text);
-        printf ("%s is valid: %zu grids, %zu areas in all\n", pos [0], count, areas);
+    if (load.check_only) {
+        free (load.text);
+        printf ("%s is valid: %zu grids, %zu areas in all\n", load.path, count, areas);
         return CLI_OK;
     }
     cli_progress (cli, "storing %zu grids...", count);
     int64_t version = 0;
-    rc = citydata_store_grids (redis, text, len, &version, err, sizeof err);
+    rc = citydata_store_grids (load.redis, load.text, load.len, &version, err, sizeof err);
     cli_progress_done (cli);
-    free (text);
+    free (load.text);
     if (rc)
-        return cb_redis_connected (redis)
+        return cb_redis_connected (load.redis)
              ? cli_fail ("the grids were not stored: %s", err)
              : cli_redis_failed (cli, "storing the grids");
     printf ("loaded %zu grids (version %lld)\n", count, (long long) version);
@@ -127,12 +112,10 @@ s_grids_show (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
     const char *code = NULL;
     const cli_opt_t opts [] = { { "code", &code, NULL }, CLI_OPTS_END };
-    int rc = cli_parse (cli, cmd, argc, argv, opts, NULL, 0, 0, NULL);
+    cb_redis_t *redis = NULL;
+    int rc = cli_parse_connect (cli, cmd, argc, argv, opts, &redis);
     if (rc != CLI_PROCEED)
         return rc;
-    cb_redis_t *redis = cli_redis (cli);
-    if (!redis)
-        return CLI_FAIL;
 
     if (code) {
         int64_t version;
@@ -191,11 +174,7 @@ s_grids_show (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
     const char *cells [] = { "total", number };
     if (table && cli_table_add (table, cells))
         cli_table_destroy (&table);
-    if (!table)
-        return cli_fail ("out of memory");
-    cli_table_print (table, stdout);
-    cli_table_destroy (&table);
-    return CLI_OK;
+    return cli_table_finish (&table);
 }
 
 static int

@@ -81,12 +81,10 @@ s_keys_list (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
     bool as_json = false;
     const cli_opt_t opts [] = { { "json", NULL, &as_json }, CLI_OPTS_END };
-    int rc = cli_parse (cli, cmd, argc, argv, opts, NULL, 0, 0, NULL);
+    cb_redis_t *redis = NULL;
+    int rc = cli_parse_connect (cli, cmd, argc, argv, opts, &redis);
     if (rc != CLI_PROCEED)
         return rc;
-    cb_redis_t *redis = cli_redis (cli);
-    if (!redis)
-        return CLI_FAIL;
     apikey_info_t *list = NULL;
     size_t count = 0;
     if (apikey_list (redis, &list, &count))
@@ -123,32 +121,26 @@ s_keys_list (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
             cli_table_destroy (&table);
     }
     free (list);
-    if (!table)
-        return cli_fail ("out of memory");
-    cli_table_print (table, stdout);
-    cli_table_destroy (&table);
-    return CLI_OK;
+    return cli_table_finish (&table);
 }
 
 static int
 s_keys_revoke (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
-    const char *pos [1];
-    int npos = 0;
-    int rc = cli_parse (cli, cmd, argc, argv, NULL, pos, 0, 1, &npos);
+    const char *arg = NULL;
+    int rc = cli_parse_one (cli, cmd, argc, argv, NULL,
+                            "which key? give its NAME ('civicbus keys list' shows them)", &arg);
     if (rc != CLI_PROCEED)
         return rc;
-    if (npos < 1)
-        return cli_usage_error (cmd, "which key? give its NAME ('civicbus keys list' shows them)");
     cb_redis_t *redis = cli_redis (cli);
     if (!redis)
         return CLI_FAIL;
-    rc = apikey_revoke (redis, pos [0]);
+    rc = apikey_revoke (redis, arg);
     if (rc < 0)
         return cli_redis_failed (cli, "revoking the key");
     if (rc == 1)
-        return cli_fail ("no key named '%s'; 'civicbus keys list' shows the keys", pos [0]);
-    printf ("revoked key '%s'\n", pos [0]);
+        return cli_fail ("no key named '%s'; 'civicbus keys list' shows the keys", arg);
+    printf ("revoked key '%s'\n", arg);
     cli_note ("front doors that cached it accept it for a few more seconds");
     return CLI_OK;
 }

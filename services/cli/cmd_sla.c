@@ -7,10 +7,11 @@
         cfg:sla  hash  json (the policies text), version, loaded_ms, count,
                        label (the file's own "version")
     validated before anything is written, version bumped in the same script
-    (like cfg:catalog, citydata.h), so a reader never sees a new version
+    (citydata_store_text, like cfg:catalog), so a reader never sees a new version
     with old text. */
 
 #include "cli.h"
+#include "civicbus/citydata.h"
 #include "civicbus/clock.h"
 #include "civicbus/sla.h"
 #include "civicbus/workcal.h"
@@ -18,127 +19,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_SLA_KEY "cfg:sla"
-#define S_CALENDAR_KEY "cfg:calendar"
-
-static const char s_store_lua [] =
-    "local v = redis.call('HINCRBY', KEYS[1], 'version', 1)\n"
-    "redis.call('HSET', KEYS[1], 'json', ARGV[1], 'loaded_ms', ARGV[2], 'count', ARGV[3],"
-    " 'label', ARGV[4])\n"
-    "return v\n";
-
 /* ---- private ---- */
 
-static int
-s_store (cb_redis_t *redis, const char *text, size_t len, size_t count, const char *label,
-         int64_t *version)
+static void *
+s_parse_policies (const char *text, size_t len, char *err, size_t errcap)
 {
-    cb_script_t script = CB_SCRIPT (s_store_lua);
-    char now [32], n [32];
-    snprintf (now, sizeof now, "%lld", (long long) cb_clock_now_ms ());
-    snprintf (n, sizeof n, "%zu", count);
-    const char *argv [] = { S_SLA_KEY, text, now, n, label };
-    size_t lens [] = { strlen (S_SLA_KEY), len, strlen (now), strlen (n), strlen (label) };
-    redisReply *reply = cb_redis_eval (redis, &script, 1, 5, argv, lens);
-    if (!reply)
-        return -1;
-    int rc = reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
-    if (rc == 0)
-        *version = reply->integer;
-    freeReplyObject (reply);
-    return rc;
+    return sla_from_json (text, len, err, errcap);
 }
 
 //  The policies: from --file, else from Redis. NULL after printing why.
 static sla_policies_t *
 s_pick_policies (cli_t *cli, const char *file, char *source, size_t cap)
 {
-    char err [512] = "";
-    if (file) {
-        size_t len = 0;
-        char *text = cli_read_file (cli, file, &len);
-        if (!text)
-            return NULL;
-        sla_policies_t *sla = sla_from_json (text, len, err, sizeof err);
-        free (text);
-        if (!sla)
-            cli_fail ("%s is not a valid policies file: %s", file, err);
-        snprintf (source, cap, "from %s", file);
-        return sla;
-    }
-    cb_redis_t *redis = cli_redis (cli);
-    if (!redis) {
-        cli_note ("'--file FILE' reads the policies without Redis");
-        return NULL;
-    }
-    redisReply *reply = cb_redis_command (redis, "HMGET " S_SLA_KEY " json version");
-    if (!reply) {
-        cli_redis_failed (cli, "reading the time-limit policies");
-        return NULL;
-    }
-    sla_policies_t *sla = NULL;
-    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
-    &&  reply->element [0]->type == REDIS_REPLY_STRING) {
-        sla = sla_from_json (reply->element [0]->str, reply->element [0]->len, err, sizeof err);
-        snprintf (source, cap, "stored version %s",
-                  reply->element [1]->type == REDIS_REPLY_STRING ? reply->element [1]->str : "?");
-        if (!sla)
-            cli_fail ("the policies stored in Redis do not load: %s; load good ones with "
-                      "'civicbus sla load FILE'", err);
-    }
-    else
+    static const cli_config_t policies = {
+        .key = "cfg:sla", .parse = s_parse_policies, .noun = "policies file",
+        .stored = "the policies stored in Redis do not load",
+        .hint = "load good ones with 'civicbus sla load FILE'",
+        .reading = "reading the time-limit policies",
+        .without_redis = "'--file FILE' reads the policies without Redis",
+    };
+    bool none = false;
+    sla_policies_t *sla = cli_config_load (cli, &policies, file, source, cap, &none);
+    if (none)
         cli_fail ("no time-limit policies are loaded; load them with 'civicbus sla load "
                   "deploy/config/sla.json' or give --file FILE");
-    freeReplyObject (reply);
     return sla;
-}
-
-//  The calendar: --calendar FILE, else --builtin, else cfg:calendar, else
-//  the built-in one (the same order as `civicbus calendar due`).
-static workcal_t *
-s_pick_calendar (cli_t *cli, const char *file, bool builtin, char *source, size_t cap)
-{
-    char err [512] = "";
-    if (file) {
-        size_t len = 0;
-        char *text = cli_read_file (cli, file, &len);
-        if (!text)
-            return NULL;
-        workcal_t *cal = workcal_from_json (text, len, err, sizeof err);
-        free (text);
-        if (!cal)
-            cli_fail ("%s is not a valid calendar: %s", file, err);
-        snprintf (source, cap, "from %s", file);
-        return cal;
-    }
-    if (!builtin) {
-        cb_redis_t *redis = cli_redis (cli);
-        if (!redis)
-            return NULL;
-        redisReply *reply = cb_redis_command (redis, "HMGET " S_CALENDAR_KEY " json version");
-        if (!reply) {
-            cli_redis_failed (cli, "reading the calendar");
-            return NULL;
-        }
-        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
-        &&  reply->element [0]->type == REDIS_REPLY_STRING) {
-            workcal_t *cal = workcal_from_json (reply->element [0]->str,
-                                                reply->element [0]->len, err, sizeof err);
-            snprintf (source, cap, "stored version %s",
-                      reply->element [1]->type == REDIS_REPLY_STRING
-                      ? reply->element [1]->str : "?");
-            freeReplyObject (reply);
-            if (!cal)
-                cli_fail ("the calendar stored in Redis does not load: %s", err);
-            return cal;
-        }
-        freeReplyObject (reply);
-    }
-    workcal_t *cal = workcal_new_default ();
-    if (!cal)
-        cli_fail ("out of memory");
-    snprintf (source, cap, "built-in");
-    return cal;
 }
 
 //  "5 working_days", "30 minutes", or "-".
@@ -170,28 +75,17 @@ s_show_stage (const char *label, const sla_stage_t *stage)
 static int
 s_sla_load (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
-    bool check_only = false;
-    const cli_opt_t opts [] = { { "check", NULL, &check_only }, CLI_OPTS_END };
-    const char *pos [1];
-    int npos = 0;
-    int rc = cli_parse (cli, cmd, argc, argv, opts, pos, 0, 1, &npos);
+    cli_load_t load;
+    int rc = cli_load_begin (cli, cmd, argc, argv, "which file? give the policies' JSON FILE "
+                             "(e.g. deploy/config/sla.json)", &load);
     if (rc != CLI_PROCEED)
         return rc;
-    if (npos < 1)
-        return cli_usage_error (cmd, "which file? give the policies' JSON FILE "
-                                "(e.g. deploy/config/sla.json)");
-    cb_redis_t *redis = NULL;
-    if (!check_only && !(redis = cli_redis (cli)))
-        return CLI_FAIL;
-    size_t len = 0;
-    char *text = cli_read_file (cli, pos [0], &len);
-    if (!text)
-        return CLI_FAIL;
     char err [512] = "";
-    sla_policies_t *sla = sla_from_json (text, len, err, sizeof err);
+    sla_policies_t *sla = sla_from_json (load.text, load.len, err, sizeof err);
     if (!sla) {
-        free (text);
-        return cli_fail ("%s is not a valid policies file, nothing was stored: %s", pos [0], err);
+        free (load.text);
+        return cli_fail ("%s is not a valid policies file, nothing was stored: %s", load.path,
+                         err);
     }
     size_t count = sla_policy_count (sla);
     char label [128];
@@ -199,15 +93,19 @@ s_sla_load (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
     char fallback [SLA_NAME_MAX + 1];
     snprintf (fallback, sizeof fallback, "%s", sla_default_policy (sla));
     sla_destroy (&sla);
-    if (check_only) {
-        free (text);
-        printf ("%s is valid: %zu policies, file version '%s', default '%s'\n", pos [0], count,
-                label, fallback);
+    if (load.check_only) {
+        free (load.text);
+        printf ("%s is valid: %zu policies, file version '%s', default '%s'\n", load.path,
+                count, label, fallback);
         return CLI_OK;
     }
     int64_t version = 0;
-    rc = s_store (redis, text, len, count, label, &version);
-    free (text);
+    char n [32];
+    snprintf (n, sizeof n, "%zu", count);
+    const char *fields [] = { "count", n, "label", label };
+    rc = citydata_store_text (load.redis, "sla", load.text, load.len, fields, 2, &version,
+                              err, sizeof err);
+    free (load.text);
     if (rc)
         return cli_redis_failed (cli, "storing the time-limit policies");
     printf ("loaded %zu time-limit policies '%s' (version %lld)\n", count, label,
@@ -310,7 +208,7 @@ s_sla_due (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
     sla_policies_t *sla = s_pick_policies (cli, file, policy_source, sizeof policy_source);
     if (!sla)
         return CLI_FAIL;
-    workcal_t *cal = s_pick_calendar (cli, calendar, builtin, calendar_source,
+    workcal_t *cal = cli_pick_calendar (cli, calendar, builtin, calendar_source,
                                       sizeof calendar_source);
     if (!cal) {
         sla_destroy (&sla);

@@ -64,12 +64,10 @@ s_status (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
 {
     bool as_json = false;
     const cli_opt_t opts [] = { { "json", NULL, &as_json }, CLI_OPTS_END };
-    int rc = cli_parse (cli, cmd, argc, argv, opts, NULL, 0, 0, NULL);
+    cb_redis_t *redis = NULL;
+    int rc = cli_parse_connect (cli, cmd, argc, argv, opts, &redis);
     if (rc != CLI_PROCEED)
         return rc;
-    cb_redis_t *redis = cli_redis (cli);
-    if (!redis)
-        return CLI_FAIL;
 
     //  Everything in one pipeline; replies are read back in this order.
     int sent = 0;

@@ -211,16 +211,14 @@ s_ticket_show (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
     const cli_opt_t opts [] = {
         { "json", NULL, &as_json }, { "unmasked", NULL, &unmasked }, CLI_OPTS_END
     };
-    const char *pos [1];
-    int npos = 0;
-    int rc = cli_parse (cli, cmd, argc, argv, opts, pos, 0, 1, &npos);
+    const char *arg = NULL;
+    int rc = cli_parse_one (cli, cmd, argc, argv, opts,
+                            "which ticket? give its ID, e.g. 320105-20261129-000004711", &arg);
     if (rc != CLI_PROCEED)
         return rc;
-    if (npos < 1)
-        return cli_usage_error (cmd, "which ticket? give its ID, e.g. 320105-20261129-000004711");
-    if (ticket_id_bucket (pos [0]) < 0)
+    if (ticket_id_bucket (arg) < 0)
         return cli_usage_error (cmd, "'%s' is not a ticket id (DISTRICT-YYYYMMDD-NNNNNNNNN, "
-                                "e.g. 320105-20261129-000004711)", pos [0]);
+                                "e.g. 320105-20261129-000004711)", arg);
     cb_redis_t *redis = cli_redis (cli);
     if (!redis)
         return CLI_FAIL;
@@ -230,9 +228,9 @@ s_ticket_show (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
     cb_ticket_t *ticket = NULL;
     cb_event_t **events = NULL;
     size_t count = 0;
-    rc = ticket_store_load (store, pos [0], &ticket);
+    rc = ticket_store_load (store, arg, &ticket);
     if (rc == TS_OK)
-        rc = ticket_store_history (store, pos [0], &events, &count);
+        rc = ticket_store_history (store, arg, &events, &count);
     if (rc == TS_NOT_FOUND && ticket)
         rc = TS_OK;             //  a ticket without history: show what there is
     ticket_store_destroy (&store);
@@ -241,11 +239,11 @@ s_ticket_show (cli_t *cli, const cli_command_t *cmd, int argc, char **argv)
             civicbus__v1__ticket__free_unpacked (ticket, NULL);
         ticket_store_free_events (events, count);
         if (rc == TS_NOT_FOUND)
-            return cli_fail ("no ticket %s", pos [0]);
+            return cli_fail ("no ticket %s", arg);
         if (rc == TS_UNAVAILABLE)
             return cli_redis_failed (cli, "loading the ticket");
         return cli_fail ("ticket %s is stored but does not decode (see the log line above)",
-                         pos [0]);
+                         arg);
     }
 
     json_t *json = ticket_to_json (ticket, unmasked ? 0 : TICKET_JSON_MASK_PERSONAL);
