@@ -290,7 +290,9 @@ civil_service_type (const civil_tables_t *self, const char *category, const char
     assert (self);
     const s_service_t *best = NULL;
     size_t best_len = 0;
-    size_t len = category ? strlen (category) : 0;
+    if (!category)
+        category = "";
+    size_t len = strlen (category);
     for (size_t i = 0; i < self->n_services; i++) {
         const char *key = self->services [i].category;
         size_t key_len = strlen (key);
