@@ -194,15 +194,15 @@ dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t)
 }
 
 int
-dup_flag (cb_ticket_t *t, const char *parent_id, int radius_m, int window_s)
+dup_flag (cb_ticket_t *t, const char *parent_id, int radius_m, int window_s, bool hold)
 {
     assert (t && parent_id);
     char reason [256];
     snprintf (reason, sizeof reason,
               "probable duplicate of %s (same category within %d m and %d h); merge or accept",
               parent_id, radius_m, window_s / 3600);
-    t->needs_review = true;
-    t->review_required = true;
+    t->needs_review = hold;
+    t->review_required = hold;
     return pb_set_string (&t->probable_duplicate_of, parent_id)
         || pb_set_string (&t->review_reason, reason) ? -1 : 0;
 }

@@ -119,6 +119,7 @@ intake_doors_start (intake_t *intake, const cb_config_t *config, cb_redis_t *red
             (int) cb_config_int (config, "CIVICBUS_DUPLICATE_WINDOW_S"));
         if (!intake->duplicates)
             return -1;
+        intake->duplicate_hold = cb_config_bool (config, "CIVICBUS_DUPLICATE_HOLD");
     }
     //  Scripts loaded once here, so threads only read their hashes; when
     //  Redis is not there yet, each call loads its own copy until restart.

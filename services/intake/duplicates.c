@@ -30,7 +30,7 @@ intake_duplicates_before (intake_t *intake, intake_worker_t *worker, cb_ticket_t
     if (rc == 1) {
         int radius = 0, window = 0;
         dup_index_limits (intake->duplicates, &radius, &window);
-        if (dup_flag (t, parent, radius, window) == 0)
+        if (dup_flag (t, parent, radius, window, intake->duplicate_hold) == 0)
             httpd_count (intake->httpd, intake->count_duplicates);
     }
 }

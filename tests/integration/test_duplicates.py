@@ -37,7 +37,7 @@ class Duplicates(harness.ClusterTestCase):
         cls.d.dispatcher_env("dispatcher", sweep_ms=300)
         cls.procs = [cls.d.start_dispatcher("dispatcher")]
         cls.d.wait_active("dispatcher")
-        cls.procs.append(cls.d.start_doors_intake())
+        cls.procs.append(cls.d.start_doors_intake(env={"CIVICBUS_DUPLICATE_HOLD": "1"}))
         cls.console = cls.d.start_console() if have_binaries("civicbus-console") else None
         cls.procs.append(cls.console)
 

@@ -167,7 +167,12 @@ test_duplicate_parts (void **state)
     assert_false (dup_applies (child));
     child->source = CIVICBUS__V1__SOURCE__SOURCE_HOTLINE;
 
-    assert_int_equal (dup_flag (child, parent->id, 100, 172800), 0);
+    cb_ticket_t *passing = s_person ("320105-20261130-000000003", "13900000003");
+    assert_int_equal (dup_flag (passing, parent->id, 100, 172800, false), 0);
+    assert_string_equal (passing->probable_duplicate_of, parent->id);
+    assert_false (passing->needs_review || passing->review_required);
+    civicbus__v1__ticket__free_unpacked (passing, NULL);
+    assert_int_equal (dup_flag (child, parent->id, 100, 172800, true), 0);
     assert_string_equal (child->probable_duplicate_of, parent->id);
     assert_true (child->needs_review && child->review_required);
     assert_non_null (strstr (child->review_reason, "100 m and 48 h"));

@@ -15,9 +15,10 @@
     must remember to remove them). A flagged report is not indexed itself:
     later reports point at the original.
 
-    The flag (dup_flag): probable_duplicate_of, needs_review and
+    The flag (dup_flag): probable_duplicate_of and review_reason in words;
+    when the deployment holds duplicates, also needs_review and
     review_required (the dispatcher leaves it to the operators, who merge
-    it with one action or accept it), review_reason in words.
+    it with one action or accept it).
 
     The repeat-report rate, per Asia/Shanghai day and street (grid_path[1];
     "ungridded" without one), kept 400 days:
@@ -62,9 +63,11 @@ int dup_index_find (dup_index_t *self, cb_redis_t *redis, ticket_store_t *store,
 //  Indexes a stored ticket (id and created_ms set). 0 or -1.
 int dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t);
 
-//  Flags `t` as a probable duplicate of `parent_id` (pure). 0, or -1 when
-//  out of memory.
-int dup_flag (cb_ticket_t *t, const char *parent_id, int radius_m, int window_s);
+//  Flags `t` as a probable duplicate of `parent_id` (pure): sets
+//  probable_duplicate_of and review_reason; with `hold` also needs_review
+//  and review_required, so it waits in the operators' queue instead of
+//  being dispatched. 0, or -1 when out of memory.
+int dup_flag (cb_ticket_t *t, const char *parent_id, int radius_m, int window_s, bool hold);
 
 //  The KPI area of a ticket: its street code (grid_path[1]), else its only
 //  path code, else "ungridded". Writes into `buf`.
