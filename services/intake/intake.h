@@ -8,6 +8,10 @@
                        and intake_ticket_submit, the one way every front door
                        stores a new ticket
             open311*.c Open311 GeoReport v2 under /open311/v2/ (docs/OPEN311.md)
+            doors.c    issue 6 doors' settings, objects and routes
+            hotline.c  the 12345 hotline exchange under /hotline/v1/ (docs/HOTLINE.md)
+            events.c   POST /v1/events: sensor and camera events folded into tickets
+            duplicates.c  probable duplicates at creation; GET /v1/kpi/repeat-rate
             pool.c     per-thread resources (Redis, ticket store, PUSH socket)
     The HTTP side (server, routing, bodies, keys, answers, metrics) is
     common/httpd.c.
@@ -36,6 +40,9 @@
 #include "civicbus/httpd.h"
 #include "civicbus/redis.h"
 #include "civicbus/ticket_store.h"
+#include "civicbus/config.h"
+#include "civicbus/duplicates.h"
+#include "civicbus/sensors.h"
 
 /* ---- worker pool (pool.c) ---- */
 
@@ -73,6 +80,16 @@ typedef struct {
     int count_repeated;             //  answered with the first ticket
     int count_doorbells_dropped;    //  doorbell not sent (the sweep finds the ticket)
     int count_ungridded;            //  tickets stored in no grid
+    //  Issue 6 doors (doors.c): the 12345 hotline, sensor events, duplicates.
+    char *hotline_secret;           //  NULL: the hotline door answers 503 not_configured
+    size_t hotline_secret_len;
+    sensor_config_t *sensors;       //  NULL: /v1/events answers 503 not_configured
+    sensor_folds_t *folds;
+    dup_index_t *duplicates;        //  NULL: duplicates are not flagged
+    bool duplicate_hold;            //  flagged duplicates wait for an operator
+    int count_duplicates;           //  reports flagged as probable duplicates
+    int count_sensor_events;        //  sensor events folded or opening a ticket
+    int count_sensor_rejected;      //  sensor events refused
 } intake_t;
 
 /* ---- creating a ticket (tickets.c): every front door stores through this ---- */
@@ -111,6 +128,45 @@ int intake_ticket_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_
 int intake_ticket_create (httpd_request_t *req, void *arg);
 int intake_ticket_get (httpd_request_t *req, void *arg);
 int intake_ticket_list (httpd_request_t *req, void *arg);
+
+/* ---- issue 6 doors (doors.c, hotline.c, events.c, duplicates.c) ---- */
+
+//  Their settings, for main.c's table (before CB_SETTINGS_COMMON).
+#define INTAKE_DOORS_SETTINGS \
+    { "CIVICBUS_HOTLINE_SECRET", "", CB_SETTING_STRING, 0, 0, \
+      "the 12345 hotline's shared HMAC secret (empty: see CIVICBUS_HOTLINE_SECRET_FILE)" }, \
+    { "CIVICBUS_HOTLINE_SECRET_FILE", "", CB_SETTING_STRING, 0, 0, \
+      "a file holding the hotline's secret (trailing newline ignored); neither: no hotline door" }, \
+    { "CIVICBUS_SENSORS_CONFIG", "", CB_SETTING_STRING, 0, 0, \
+      "sensor event types (deploy/config/sensors.json); empty: no /v1/events" }, \
+    { "CIVICBUS_DUPLICATE_RADIUS_M", "100", CB_SETTING_INT, 0, 100000, \
+      "a report this close to an open ticket of its category is a probable duplicate (0: off)" }, \
+    { "CIVICBUS_DUPLICATE_WINDOW_S", "172800", CB_SETTING_INT, 1, 31536000, \
+      "... if that ticket was created within this many seconds" }, \
+    { "CIVICBUS_DUPLICATE_HOLD", "0", CB_SETTING_BOOL, 0, 0, \
+      "flagged duplicates wait in the operators' queue (merge or accept) instead of " \
+      "being dispatched" }
+
+//  Reads the doors' settings and files, makes their objects, loads their
+//  scripts on `redis` (when it answers), adds their routes and counters.
+//  0, or -1 (logged) when a setting or file is unusable or memory ran out.
+int intake_doors_start (intake_t *intake, const cb_config_t *config, cb_redis_t *redis);
+//  Frees what intake_doors_start made; safe twice.
+void intake_doors_stop (intake_t *intake);
+
+//  Every front door's creation path calls these around ticket_store_create
+//  (tickets.c): flag `t` as a probable duplicate before the store, and
+//  index and count it after a TS_OK. Best effort: a Redis failure here is
+//  logged and the ticket is stored unflagged.
+void intake_duplicates_before (intake_t *intake, intake_worker_t *worker, cb_ticket_t *t);
+void intake_duplicates_after (intake_t *intake, intake_worker_t *worker, const cb_ticket_t *t);
+
+//  Routes (arg is the intake_t).
+int intake_hotline_create (httpd_request_t *req, void *arg);
+int intake_hotline_action (httpd_request_t *req, void *arg);
+int intake_hotline_get (httpd_request_t *req, void *arg);
+int intake_events_post (httpd_request_t *req, void *arg);
+int intake_kpi_repeat_rate (httpd_request_t *req, void *arg);
 
 //  Adds the Open311 GeoReport v2 routes (/open311/v2/...) and their
 //  counters. Before httpd_start; 0, or -1 when out of memory.

@@ -50,6 +50,7 @@ static const cb_setting_t s_settings [] = {
     { "CIVICBUS_APIKEY_CACHE_MS", "5000", CB_SETTING_INT, 0, 600000,
       "how long a verified API key is trusted without asking Redis (a revoked key "
       "works this much longer)" },
+    INTAKE_DOORS_SETTINGS,
     CB_SETTINGS_COMMON,
     { NULL }
 };
@@ -220,7 +221,8 @@ main (int argc, char **argv)
         goto stop;
     intake.keys = keys;
     intake.httpd = httpd_new (&options);
-    if (!intake.httpd || s_routes (&intake))
+    if (!intake.httpd || s_routes (&intake)
+    ||  intake_doors_start (&intake, config, refresh_redis))
         goto stop;
 
     //  Grids and catalogue before the first request, if Redis is there;
@@ -249,6 +251,7 @@ stop:
     if (intake.httpd)
         httpd_stop (intake.httpd, S_GRACE_MS);
     httpd_destroy (&intake.httpd);
+    intake_doors_stop (&intake);
     intake_pool_destroy (&intake.pool);
     apikey_cache_destroy (&keys);
     citydata_destroy (&intake.citydata);

@@ -199,9 +199,11 @@ s_store (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t, const char 
     }
     ticket_actor_t actor = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, key->name, NULL };
     char id [CB_TICKET_ID_MAX] = "";
+    intake_duplicates_before (intake, worker, t);       //  duplicates.c (issue 6)
     int rc = ticket_store_create (worker->store, t, intake->district, idem_key, idem_ttl_s,
                                   &actor, cb_clock_now_ms (), id, sizeof id);
     if (rc == TS_OK) {
+        intake_duplicates_after (intake, worker, t);
         s_ring (intake, worker, id);
         intake_pool_give (intake->pool, worker);
         httpd_count (intake->httpd, intake->count_created);
