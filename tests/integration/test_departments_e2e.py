@@ -425,6 +425,45 @@ class DepartmentsEndToEnd(harness.ClusterTestCase):
 
     # ---- last: the adapters stop cleanly (exit 0: under ASan, no leak) ----
 
+    # ---- after closing: follow-up and rework ----
+
+    def test_h_follow_up_and_reopen_count_rework(self):
+        if not self.console:
+            self.skipTest("no console with the actions API")
+        ticket_id, _, _ = self.round_trip("police")
+        dispatch_id = td.dispatch_records(self.dep.r, ticket_id).get("police") or \
+            next(i for i in self.sim_stats("police")["per_id"] if i.startswith(ticket_id + "/"))
+        # The five-level satisfaction scale: 0 and 6 are refused, nothing stored.
+        for bad in (0, 6):
+            resp = self.action(ticket_id, {"action": "follow_up", "satisfaction": bad}, expect=409)
+            self.assertEqual(resp.json()["error"]["code"], "bad_value")
+        self.assertNotIn("follow_up", self.types(ticket_id))
+        self.action(ticket_id, {"action": "follow_up", "satisfaction": 2, "note": "回访：不满意"})
+        raw = td.pb_decode(self.dep.r("HGET", f"t:{td.tag(ticket_id)}:{ticket_id}", "pb"))
+        self.assertEqual(td._i(raw, 29), 2)
+        # The reporter was not satisfied: reopen (重办) from CLOSED counts rework.
+        self.action(ticket_id, {"action": "reopen", "reason": "回访不满意，问题仍在"})
+        self.assertEqual(self.state(ticket_id), STATE["IN_PROGRESS"])
+        raw = td.pb_decode(self.dep.r("HGET", f"t:{td.tag(ticket_id)}:{ticket_id}", "pb"))
+        self.assertEqual(td._i(raw, 16), 1)          # rework_count
+        self.assertEqual(td._i(raw, 29), 0)          # satisfaction starts over
+        # The same department works it again and the loop closes again.
+        self.answer("police", dispatch_id, "resolve", "再次处置，已调解完毕")
+        self.assertEqual(self.state(ticket_id), STATE["RESOLVED"])
+        self.action(ticket_id, {"action": "verify", "note": "复核已解决"})
+        self.assertEqual(self.state(ticket_id), STATE["CLOSED"])
+        types = self.types(ticket_id)
+        self.assertEqual(types[-4:], ["follow_up", "reopen", "resolve", "verify"], types)
+        self.assertEqual(types.count("reopen"), 1)
+        self.assertEqual(types.count("verify"), 2)
+        self.assertEqual(types[types.index("reopen") - 1], "follow_up")
+        # The operator's name is in the history of each action.
+        for raw_ev in self.dep.r("LRANGE", f"ev:{td.tag(ticket_id)}:{ticket_id}", 0, -1):
+            f = td.pb_decode(raw_ev)
+            if td._s(f, 3) in ("verify", "reopen", "follow_up"):
+                actor = td.pb_decode(f[4][-1])
+                self.assertEqual(td._s(actor, 3), "duty-operator-liu")
+
     def test_z_adapters_stop_cleanly_on_sigterm(self):
         for dept in DEPARTMENTS:
             proc = self.cluster.procs["adapter-" + dept]
