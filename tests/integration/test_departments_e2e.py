@@ -40,6 +40,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
 import test_dispatcher as td  # noqa: E402
+from test_notifier import Receiver, log_messages  # noqa: E402
 
 SIM = os.path.join(harness.SOURCE_DIR, "tests", "sim", "department_sim.py")
 DEPARTMENTS = ("police", "urban", "civil")
@@ -463,6 +464,63 @@ class DepartmentsEndToEnd(harness.ClusterTestCase):
             if td._s(f, 3) in ("verify", "reopen", "follow_up"):
                 actor = td.pb_decode(f[4][-1])
                 self.assertEqual(td._s(actor, 3), "duty-operator-liu")
+
+    # ---- a merged report's reporter hears the parent's outcome ----
+
+    def start_notifier(self):
+        sms = Receiver("sms")
+        config = {"sms": {"url": sms.url, "token": "e2e-sms-token"}}
+        path = os.path.join(self.cluster.dir, "notifier-e2e.json")
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(config, f, ensure_ascii=False)
+        proc = self.cluster.start("notifier", binary="civicbus-notifier", env={
+            "CIVICBUS_NOTIFIER_CONFIG": path,
+            "CIVICBUS_NOTIFIER_BIND": "",
+            "CIVICBUS_NOTIFIER_POLL_MS": "50",
+            "CIVICBUS_NOTIFIER_BACKOFF_MS": "40",
+            "CIVICBUS_NOTIFIER_BACKOFF_MAX_MS": "300",
+        })
+        harness.wait_until(lambda: any(m.get("msg") == "ready" for m in log_messages(proc)),
+                           20, what="notifier ready")
+        return sms, proc
+
+    def test_i_merged_reporter_hears_the_parents_outcome(self):
+        if not self.console or not td.have_binaries("civicbus-notifier"):
+            self.skipTest("needs the console and the notifier")
+        sms, notifier = self.start_notifier()
+        try:
+            category, request_type, description = PLAIN["police"]
+            parent, _ = self.post(category, request_type, description,
+                                  reporter={"name": "李四", "phone": "13911112222"})
+            child, _ = self.post(category, request_type, "同一起打架，又有人报警",
+                                 reporter={"name": "王五", "phone": "13733334444"})
+            dispatch_id = self.wait_delivered(parent, "police")
+            self.wait_delivered(child, "police")
+            # The operator merges the second report into the first (并单).
+            self.action(child, {"action": "merge", "into": parent})
+            self.assertEqual(self.state(child), 10)                       # MERGED
+            self.assertIn("merged_from", self.types(parent))
+            self.answer("police", dispatch_id, "sign")
+            self.answer("police", dispatch_id, "resolve", "双方已调解，秩序恢复")
+            self.action(parent, {"action": "verify", "note": "核查属实"})
+
+            def texts_to(phone):
+                return [json.loads(c["body"]).get("text", "") for c in sms.calls
+                        if c["ok"] and json.loads(c["body"]).get("phone") == phone]
+            # Both reporters hear the resolution and the closure of the parent.
+            harness.wait_until(lambda: len(texts_to("13733334444")) >= 2, 30,
+                               what="the merged reporter's SMS")
+            child_texts = texts_to("13733334444")
+            self.assertTrue(any(parent in t for t in child_texts), child_texts)
+            harness.wait_until(lambda: len(texts_to("13911112222")) >= 2, 30,
+                               what="the parent's reporter's SMS")
+            # Each outcome reaches the merged reporter once (delivery ids differ).
+            dids = [c["did"] for c in sms.calls if c["ok"]
+                    and json.loads(c["body"]).get("phone") == "13733334444"]
+            self.assertEqual(len(dids), len(set(dids)), dids)
+        finally:
+            notifier.stop()
+            sms.close()
 
     def test_z_adapters_stop_cleanly_on_sigterm(self):
         for dept in DEPARTMENTS:
