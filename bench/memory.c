@@ -7,21 +7,28 @@
     and without the notifier's outbox (ntfq, drained in a running system),
     and the MEMORY USAGE of one ticket's own keys.
 
-    Timers: common/timers.c was not yet committed when this was written, so
-    the timers are stand-ins in its documented layout: six members
-    "ID|resolve|KIND|GEN" (warn, due, escalate-1..4) in tmr:{bNN}, scored by
-    due time, which is what timers_schedule_ops arms for a running resolve
-    deadline with a four-step escalation. --timers 0 leaves them out.
-    TODO(bench): use timers_schedule_ops once timers.c is in.
+    Timers are the real ones: the dispatch and sign changes carry their
+    clock effects as the dispatcher's do (ticket_effects_ops_fn with the
+    demo city's deploy/config/sla.json and calendar): the dispatch starts the
+    sign clock and arms its timers, the sign ends it (its timers removed)
+    and starts the resolve clock, whose timers (warn, due, escalate-1..3 of
+    the default policy: 5) stay armed, in tmr:{bNN} with the module's
+    members (timers_schedule_ops). The tickets carry no policy name, so the
+    default policy (standard-5d) times them. --timers 0 loads no policies:
+    no clock starts, no timer is armed.
 
     Use an empty Redis of its own (bench/run starts one): the delta is
-    global. Usage: bench-memory --redis URL [--count N] [--timers K] [--json FILE] */
+    global. Usage: bench-memory --redis URL [--count N] [--timers 0|1] [--json FILE] */
 
 #include "bodies.h"
 #include "civicbus/redis.h"
+#include "civicbus/sla.h"
+#include "civicbus/ticket_effects.h"
 #include "civicbus/ticket_id.h"
 #include "civicbus/ticket_json.h"
 #include "civicbus/ticket_store.h"
+#include "civicbus/timers.h"
+#include "civicbus/workcal.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -73,7 +80,7 @@ s_accept_ops (const cb_ticket_t *before, cb_ticket_t *after, const ticket_outcom
 
 static int
 s_event (ticket_store_t *store, const char *id, ticket_event_kind_t kind, const char *dept,
-         const char *text, int64_t now_ms, ts_ops_fn *ops_for)
+         const char *text, int64_t now_ms, ts_ops_fn *ops_for, void *ops_arg)
 {
     ticket_input_t input = { .kind = kind, .department = dept, .text = text };
     ticket_actor_t system = { CIVICBUS__V1__ACTOR_KIND__ACTOR_SYSTEM, "dispatcher-a", NULL };
@@ -81,33 +88,29 @@ s_event (ticket_store_t *store, const char *id, ticket_event_kind_t kind, const 
     bool by_department = kind == TEV_SIGN || kind == TEV_PROGRESS;
     ticket_outcome_t outcome;
     int rc = ticket_store_transition (store, id, &input, by_department ? &department : &system,
-                                      now_ms, 3, ops_for, NULL, &outcome, NULL);
+                                      now_ms, 3, ops_for, ops_arg, &outcome, NULL);
     if (rc != TS_OK)
         fprintf (stderr, "bench-memory: %s on %s: %d %s\n", ticket_event_name (kind), id, rc,
                  rc == TS_REFUSED ? outcome.reason : "");
     return rc == TS_OK ? 0 : -1;
 }
 
+//  The clock effects of a change, as the dispatcher carries them
+//  (ticket_effects.h); NULL policies: none loaded, no clock starts.
 static int
-s_timers (cb_redis_t *redis, const char *id, int count, int64_t now_ms)
+s_effects (ticket_store_t *store, const char *id, ticket_event_kind_t kind, const char *dept,
+           int64_t now_ms, const sla_policies_t *policies, const workcal_t *cal)
 {
-    static const char *const kinds [] = { "warn", "due", "escalate-1", "escalate-2",
-                                          "escalate-3", "escalate-4" };
-    char key [32], member [160];
-    ts_bucket_key (key, sizeof key, "tmr", ticket_id_bucket (id));
-    int64_t due = now_ms + 5LL * 86400000;
-    for (int i = 0; i < count; i++) {
-        snprintf (member, sizeof member, "%s|resolve|%s|%lld", id, kinds [i % 6], (long long) due);
-        redisReply *reply = cb_redis_command (redis, "ZADD %s %lld %s", key,
-                                              (long long) (due + i * 3600000LL), member);
-        if (!reply || reply->type == REDIS_REPLY_ERROR) {
-            if (reply)
-                freeReplyObject (reply);
-            return -1;
-        }
-        freeReplyObject (reply);
-    }
-    return 0;
+    ticket_effects_arg_t arg = { .policies = policies, .cal = cal, .now_ms = now_ms };
+    return s_event (store, id, kind, dept, NULL, now_ms, ticket_effects_ops_fn, &arg);
+}
+
+static char *
+s_read_config (const char *name, size_t *len)
+{
+    char path [1024];
+    snprintf (path, sizeof path, "%s/deploy/config/%s", CIVICBUS_SOURCE_DIR, name);
+    return bodies_read_file (path, len);
 }
 
 /* ---- main ---- */
@@ -117,7 +120,7 @@ main (int argc, char *argv [])
 {
     const char *url = "redis://127.0.0.1:6380/0";
     long count = 20000;
-    int timers = 6;
+    int timers = 1;
     const char *json_path = NULL;
     static const struct option options [] = {
         { "redis", required_argument, NULL, 'r' }, { "count", required_argument, NULL, 'n' },
@@ -133,13 +136,14 @@ main (int argc, char *argv [])
             case 'j': json_path = optarg; break;
             default:
                 fprintf (opt == 'h' ? stdout : stderr,
-                         "Usage: bench-memory --redis URL [--count N] [--timers K] [--json FILE]\n"
-                         "Redis memory per open ticket with five events, indexes and K timers\n"
-                         "(default 6). Use an empty Redis of its own.\n");
+                         "Usage: bench-memory --redis URL [--count N] [--timers 0|1] [--json FILE]\n"
+                         "Redis memory per open ticket with five events, indexes and the\n"
+                         "real timers of its running resolve deadline (--timers 0: none).\n"
+                         "Use an empty Redis of its own.\n");
                 return opt == 'h' ? 0 : 2;
         }
     }
-    if (count < 1 || timers < 0 || timers > 64)
+    if (count < 1 || timers < 0 || timers > 1)
         return 2;
     char err [512] = "";
     cb_redis_t *redis = cb_redis_new (url, 5000, err, sizeof err);
@@ -162,6 +166,20 @@ main (int argc, char *argv [])
     grid_index_t *index = grids_text ? grid_index_from_geojson (grids_text, grids_len, err,
                                                                 sizeof err) : NULL;
     free (grids_text);
+    //  The demo city's policies and calendar, as the dispatcher loads them.
+    sla_policies_t *policies = NULL;
+    size_t text_len = 0;
+    char *text = timers ? s_read_config ("sla.json", &text_len) : NULL;
+    if (text)
+        policies = sla_from_json (text, text_len, err, sizeof err);
+    free (text);
+    text = s_read_config ("calendar-cn-2026.json", &text_len);
+    workcal_t *cal = text ? workcal_from_json (text, text_len, err, sizeof err) : NULL;
+    free (text);
+    if (!cal)
+        cal = workcal_new_default ();
+    if (timers && !policies)
+        fprintf (stderr, "bench-memory: cannot load sla.json: %s\n", err);
     ticket_store_t *store = ticket_store_new (redis);
     int rc = 1;
     char first_id [CB_TICKET_ID_MAX] = "";
@@ -170,7 +188,7 @@ main (int argc, char *argv [])
     clock_gettime (CLOCK_MONOTONIC, &t0);
     int64_t now_ms = (int64_t) time (NULL) * 1000;
     long done = 0;
-    for (long i = 0; index && store && i < count; i++) {
+    for (long i = 0; index && store && cal && (policies || !timers) && i < count; i++) {
         cb_ticket_t *t = NULL;
         cb_error_t jerr;
         size_t b = (size_t) i % bodies.count;
@@ -201,12 +219,11 @@ main (int argc, char *argv [])
             break;
         }
         const char *dept = s_departments [i % 6];
-        if (s_event (store, id, TEV_ACCEPT, NULL, NULL, now_ms + 100, s_accept_ops)
-        ||  s_event (store, id, TEV_DISPATCH, dept, NULL, now_ms + 200, NULL)
-        ||  s_event (store, id, TEV_SIGN, dept, NULL, now_ms + 60000, NULL)
+        if (s_event (store, id, TEV_ACCEPT, NULL, NULL, now_ms + 100, s_accept_ops, NULL)
+        ||  s_effects (store, id, TEV_DISPATCH, dept, now_ms + 200, policies, cal)
+        ||  s_effects (store, id, TEV_SIGN, dept, now_ms + 60000, policies, cal)
         ||  s_event (store, id, TEV_PROGRESS, dept, "已派人到现场核实，预计两个工作日内处理完毕。",
-                     now_ms + 3600000, NULL)
-        ||  s_timers (redis, id, timers, now_ms))
+                     now_ms + 3600000, NULL, NULL))
             break;
         if (i == 0)
             snprintf (first_id, sizeof first_id, "%s", id);
@@ -215,6 +232,9 @@ main (int argc, char *argv [])
     struct timespec t1;
     clock_gettime (CLOCK_MONOTONIC, &t1);
     long long after = s_used_memory (redis);
+    size_t armed = 0, in_flight = 0;
+    timers_count (redis, &armed, &in_flight);
+    double timers_per_ticket = done ? (double) armed / (double) done : 0;
     long long ntfq_members = 0;
     for (int bucket = 0; bucket < CB_BUCKETS; bucket++) {
         char key [32];
@@ -238,8 +258,8 @@ main (int argc, char *argv [])
         double per = (double) (after - before) / (double) done;
         double per_open = (double) (without_outbox - before) / (double) done;
         double seconds = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-        printf ("memory: %ld tickets, 5 events and %d timers each, in %.1f s\n", done, timers,
-                seconds);
+        printf ("memory: %ld tickets, 5 events and %.1f real timers each (timers_schedule_ops), "
+                "in %.1f s\n", done, timers_per_ticket, seconds);
         printf ("memory: %.0f bytes per open ticket (%.2f KiB) without the notifier outbox; "
                 "%.0f bytes with its %lld entries\n", per_open, per_open / 1024, per,
                 ntfq_members);
@@ -249,10 +269,11 @@ main (int argc, char *argv [])
         if (json_path) {
             FILE *out = fopen (json_path, "w");
             if (out) {
-                fprintf (out, "{\"tickets\":%ld,\"events_per_ticket\":5,\"timers_per_ticket\":%d,"
+                fprintf (out, "{\"tickets\":%ld,\"events_per_ticket\":5,\"timers_per_ticket\":%.2f,"
+                         "\"timers\":\"real (timers_schedule_ops)\","
                          "\"bytes_per_open_ticket\":%.1f,\"bytes_per_ticket_with_outbox\":%.1f,"
                          "\"ticket_hash_bytes\":%lld,\"event_list_bytes\":%lld,"
-                         "\"seconds\":%.2f}\n", done, timers, per_open, per, ticket_hash,
+                         "\"seconds\":%.2f}\n", done, timers_per_ticket, per_open, per, ticket_hash,
                          events_list, seconds);
                 fclose (out);
             }
@@ -262,6 +283,8 @@ main (int argc, char *argv [])
     else
         fprintf (stderr, "bench-memory: only %ld of %ld tickets made\n", done, count);
     ticket_store_destroy (&store);
+    sla_destroy (&policies);
+    workcal_destroy (&cal);
     grid_index_destroy (&index);
     bodies_free (&bodies);
     cb_redis_destroy (&redis);
