@@ -77,7 +77,15 @@ struct _httpd_t {
     size_t n_counters;
     atomic_llong redis_down_until_ms;
     atomic_int in_flight;               //  requests between first call and completion
+    atomic_int deferred;                //  requests deferred and not yet answered
 };
+
+//  A deferred request's life: the handler defers (PENDING); after it
+//  returns, the connection's thread suspends it (SUSPENDING, SUSPENDED);
+//  the other thread's httpd_resume makes it READY and resumes the
+//  connection if it was suspended; the connection's thread then answers.
+//  The exchanges make the order between the two threads irrelevant.
+enum { S_DEFER_NONE = 0, S_DEFER_PENDING, S_DEFER_SUSPENDING, S_DEFER_SUSPENDED, S_DEFER_READY };
 
 struct _httpd_request_t {
     httpd_t *server;
@@ -101,6 +109,9 @@ struct _httpd_request_t {
     const char *header_names [HTTPD_EXTRA_HEADERS];
     char header_values [HTTPD_EXTRA_HEADERS][160];
     size_t header_count;
+    atomic_int defer_state;             //  S_DEFER_*
+    httpd_resume_fn *resume_fn;
+    void *resume_arg;
 };
 
 static const char s_json_type [] = "application/json; charset=utf-8";
@@ -405,6 +416,34 @@ s_result (int rc)
     return rc == 0 ? MHD_YES : MHD_NO;
 }
 
+//  The deferred answer, on the connection's thread.
+static enum MHD_Result
+s_answer_deferred (httpd_request_t *req)
+{
+    atomic_store (&req->defer_state, S_DEFER_NONE);
+    int rc = req->resume_fn (req, req->resume_arg);
+    atomic_fetch_sub (&req->server->deferred, 1);
+    return s_result (rc);
+}
+
+//  After a handler returned: a deferred request is suspended until its
+//  answer is ready, or answered now if it already is.
+static enum MHD_Result
+s_after_handler (httpd_request_t *req, int rc)
+{
+    int expected = S_DEFER_PENDING;
+    if (atomic_compare_exchange_strong (&req->defer_state, &expected, S_DEFER_SUSPENDING)) {
+        MHD_suspend_connection (req->conn);
+        expected = S_DEFER_SUSPENDING;
+        if (!atomic_compare_exchange_strong (&req->defer_state, &expected, S_DEFER_SUSPENDED))
+            MHD_resume_connection (req->conn);      //  became READY meanwhile
+        return MHD_YES;
+    }
+    if (expected == S_DEFER_READY)
+        return s_answer_deferred (req);
+    return s_result (rc);
+}
+
 //  The first call: route, method, key, and for a body what the headers say.
 static enum MHD_Result
 s_begin (httpd_request_t *req)
@@ -452,7 +491,7 @@ s_begin (httpd_request_t *req)
             return rc > 0 ? MHD_YES : MHD_NO;
     }
     if (!(found->flags & (HTTPD_BODY_JSON | HTTPD_BODY_ANY)))
-        return s_result (found->handler (req, found->arg));
+        return s_after_handler (req, found->handler (req, found->arg));
 
     if ((found->flags & HTTPD_BODY_JSON)
     &&  !s_is_json (httpd_request_header (req, MHD_HTTP_HEADER_CONTENT_TYPE)))
@@ -536,14 +575,16 @@ s_access (void *cls, struct MHD_Connection *conn, const char *url, const char *m
             return MHD_YES;         //  answered already; the rest is ignored
         return s_body_append (req, upload_data, size);
     }
-    if (req->status)
+    if (atomic_load (&req->defer_state) == S_DEFER_READY)
+        return s_answer_deferred (req);     //  resumed
+    if (req->status || atomic_load (&req->defer_state) != S_DEFER_NONE)
         return MHD_YES;
     if (req->too_large)
         return s_result (httpd_reply_error (req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "",
                                             "the body is over %zu bytes",
                                             self->options.max_body));
     if (req->route && (req->route->flags & (HTTPD_BODY_JSON | HTTPD_BODY_ANY)))
-        return s_result (req->route->handler (req, req->route->arg));
+        return s_after_handler (req, req->route->handler (req, req->route->arg));
     return MHD_NO;                  //  a handler that answered nothing
 }
 
@@ -635,6 +676,7 @@ httpd_new (const httpd_options_t *options)
                                                            : "no such resource");
     atomic_init (&self->redis_down_until_ms, 0);
     atomic_init (&self->in_flight, 0);
+    atomic_init (&self->deferred, 0);
     if (!self->listen || !self->metrics_prefix || !self->not_found_hint
     ||  s_add_counter (self, "redis_errors_total",
                        "Requests that found Redis unreachable or failing.") != S_COUNT_REDIS_ERRORS
@@ -754,7 +796,7 @@ httpd_start (httpd_t *self)
     freeaddrinfo (addrs);
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC
-                   | MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
+                   | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | (ipv6 ? MHD_USE_IPv6 : 0);
     struct MHD_OptionItem ops [12];
     size_t n = 0;
     ops [n++] = (struct MHD_OptionItem) { MHD_OPTION_SOCK_ADDR, 0, &sa };
@@ -803,6 +845,12 @@ httpd_stop (httpd_t *self, int grace_ms)
         char text [16];
         snprintf (text, sizeof text, "%d", left);
         cb_log (CB_LOG_WARN, "stopping with requests unfinished", "requests", text, NULL);
+    }
+    //  libmicrohttpd cannot close a suspended connection: a deferred
+    //  request's owner resumes it in its own time (a Redis timeout at worst).
+    while (atomic_load (&self->deferred) > 0) {
+        struct timespec ts = { 0, 10 * 1000000L };
+        nanosleep (&ts, NULL);
     }
     MHD_stop_daemon (self->daemon);
     self->daemon = NULL;
@@ -900,6 +948,32 @@ const apikey_info_t *
 httpd_request_key (httpd_request_t *req)
 {
     return req->authenticated ? &req->key : NULL;
+}
+
+/* ---- public: deferred answers ---- */
+
+int
+httpd_defer (httpd_request_t *req, httpd_resume_fn *fn, void *arg)
+{
+    assert (req && fn);
+    assert (atomic_load (&req->defer_state) == S_DEFER_NONE);
+    if (req->status)
+        return -1;
+    req->resume_fn = fn;
+    req->resume_arg = arg;
+    atomic_fetch_add (&req->server->deferred, 1);
+    atomic_store (&req->defer_state, S_DEFER_PENDING);
+    return 0;
+}
+
+void
+httpd_resume (httpd_request_t *req)
+{
+    assert (req);
+    int was = atomic_exchange (&req->defer_state, S_DEFER_READY);
+    assert (was == S_DEFER_PENDING || was == S_DEFER_SUSPENDING || was == S_DEFER_SUSPENDED);
+    if (was == S_DEFER_SUSPENDED)
+        MHD_resume_connection (req->conn);
 }
 
 /* ---- public: answers ---- */

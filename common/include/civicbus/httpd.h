@@ -33,7 +33,8 @@
 
     Threads: handlers run on libmicrohttpd's pool of `threads` threads, any
     number at once; what they share must be thread-safe. Everything in a
-    request object belongs to the one handler call running it.
+    request object belongs to the one handler call running it, or, for a
+    deferred answer (httpd_defer), to whoever will resume it.
 
     Every answer carries Cache-Control: no-store. Errors are logged at warn
     ("request refused") with the route label, the key's name and the
@@ -167,6 +168,29 @@ int httpd_request_query_each (httpd_request_t *req, httpd_query_fn *fn, void *ar
 const char *httpd_request_body (httpd_request_t *req, size_t *len);
 //  The verified key (routes with roles); NULL when the route needs none.
 const apikey_info_t *httpd_request_key (httpd_request_t *req);
+
+/* ---- deferred answers ---- */
+
+//  The answer of a deferred request, on the connection's own thread once
+//  httpd_resume was called: answers with an httpd_reply_* function and
+//  returns what it returned (as a handler does).
+typedef int (httpd_resume_fn) (httpd_request_t *req, void *arg);
+
+//  In a handler, for an answer that another thread will have ready later
+//  (a pipelined Redis write): call this before handing `req` over, then
+//  return 0. The connection is suspended (MHD_suspend_connection: no
+//  thread waits, the HTTP threads serve other connections) until that
+//  thread calls httpd_resume (req); then `fn (req, arg)` answers on the
+//  connection's thread (libmicrohttpd takes answers only there). Until
+//  `fn` runs, the request and its body stay valid, and only httpd_resume
+//  may be called on it from another thread. Every deferred request must
+//  be resumed exactly once: httpd_stop waits for it, past its grace if it
+//  has to (a suspended connection cannot be closed). 0, or -1 when the
+//  handler already answered.
+int httpd_defer (httpd_request_t *req, httpd_resume_fn *fn, void *arg);
+//  The deferred answer is ready (any thread, once per httpd_defer; also
+//  before the handler has returned).
+void httpd_resume (httpd_request_t *req);
 
 /* ---- answers (each returns 0 when queued, -1 when not) ---- */
 
