@@ -193,6 +193,91 @@ dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t)
     return rc;
 }
 
+/* ---- public: the index, split for pipelining ---- */
+
+void
+dup_scripts_init (dup_scripts_t *scripts)
+{
+    assert (scripts);
+    scripts->find = (cb_script_t) CB_SCRIPT (s_find_lua);
+    scripts->add = (cb_script_t) CB_SCRIPT (s_add_lua);
+    scripts->drop = (cb_script_t) CB_SCRIPT (s_drop_lua);
+}
+
+int
+dup_find_append (const dup_index_t *self, cb_redis_t *redis, dup_scripts_t *scripts,
+                 const cb_ticket_t *t, int64_t now_ms)
+{
+    assert (self && redis && scripts && dup_applies (t));
+    char geo [128], times [128], lon [32], lat [32], radius [16], cutoff [24], count [8];
+    s_keys (t->category, geo, times, sizeof geo);
+    snprintf (lon, sizeof lon, "%.7f", t->location->lon);
+    snprintf (lat, sizeof lat, "%.7f", t->location->lat);
+    snprintf (radius, sizeof radius, "%d", self->radius_m);
+    snprintf (cutoff, sizeof cutoff, "%lld", (long long) (now_ms - self->window_s * 1000LL));
+    snprintf (count, sizeof count, "%d", DUP_CANDIDATES);
+    const char *argv [] = { geo, times, lon, lat, radius, cutoff, count };
+    return cb_redis_append_eval (redis, &scripts->find, 2, 7, argv, NULL);
+}
+
+int
+dup_find_candidates (const redisReply *reply, char ids [][CB_TICKET_ID_MAX], size_t cap)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return -1;
+    size_t n = 0;
+    for (size_t i = 0; i < reply->elements && n < cap; i++) {
+        const redisReply *e = reply->element [i];
+        if (e->type == REDIS_REPLY_STRING && e->len < CB_TICKET_ID_MAX)
+            snprintf (ids [n++], CB_TICKET_ID_MAX, "%s", e->str);
+    }
+    return (int) n;
+}
+
+int
+dup_drop_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t,
+                 const char *id)
+{
+    assert (redis && scripts && t && t->category && id);
+    char geo [128], times [128];
+    s_keys (t->category, geo, times, sizeof geo);
+    const char *argv [] = { geo, times, id };
+    return cb_redis_append_eval (redis, &scripts->drop, 2, 3, argv, NULL);
+}
+
+int
+dup_add_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t)
+{
+    assert (redis && scripts && t);
+    if (!dup_applies (t) || pb_string_is_empty (t->id))
+        return 0;
+    char geo [128], times [128], lon [32], lat [32], created [24];
+    s_keys (t->category, geo, times, sizeof geo);
+    snprintf (lon, sizeof lon, "%.7f", t->location->lon);
+    snprintf (lat, sizeof lat, "%.7f", t->location->lat);
+    snprintf (created, sizeof created, "%lld", (long long) t->created_ms);
+    const char *argv [] = { geo, times, lon, lat, t->id, created };
+    return cb_redis_append_eval (redis, &scripts->add, 2, 6, argv, NULL) ? -1 : 1;
+}
+
+int
+dup_kpi_count_append (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate, int64_t now_ms)
+{
+    char reports [48], dups [48], area [96];
+    int day = cb_time_local_yyyymmdd (now_ms);
+    snprintf (reports, sizeof reports, "kpi:reports:%08d", day);
+    snprintf (dups, sizeof dups, "kpi:dup:%08d", day);
+    dup_kpi_area (t, area, sizeof area);
+    int n = 0, rc = 0;
+    rc |= cb_redis_append (redis, "HINCRBY %s %s 1", reports, area); n++;
+    rc |= cb_redis_append (redis, "EXPIRE %s %d", reports, DUP_KPI_TTL_S); n++;
+    if (duplicate) {
+        rc |= cb_redis_append (redis, "HINCRBY %s %s 1", dups, area); n++;
+        rc |= cb_redis_append (redis, "EXPIRE %s %d", dups, DUP_KPI_TTL_S); n++;
+    }
+    return rc ? -1 : n;
+}
+
 int
 dup_flag (cb_ticket_t *t, const char *parent_id, int radius_m, int window_s, bool hold)
 {

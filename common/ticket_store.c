@@ -371,12 +371,27 @@ ticket_store_destroy (ticket_store_t **self_p)
     }
 }
 
-int
-ticket_store_create (ticket_store_t *self, cb_ticket_t *ticket, const char *district,
-                     const char *idem_key, int idem_ttl_s, const ticket_actor_t *actor,
-                     int64_t now_ms, char *id_out, size_t id_cap)
+/* ---- public: create, whole or split for pipelining ---- */
+
+struct _ts_create_t {
+    s_args_t args;                  //  keys, then arguments
+    int numkeys;
+};
+
+const char *
+ticket_store_create_source (void)
 {
-    assert (self && ticket && district && idem_key);
+    return s_create_lua;
+}
+
+ts_create_t *
+ts_create_new (cb_ticket_t *ticket, const char *district, const char *idem_key, int idem_ttl_s,
+               const ticket_actor_t *actor, int64_t now_ms)
+{
+    assert (ticket && district && idem_key);
+    ts_create_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
     int bucket = cb_bucket_for_key (idem_key);
     char tag [CB_BUCKET_TAG_MAX];
     cb_bucket_tag (bucket, tag, sizeof tag);
@@ -398,45 +413,66 @@ ticket_store_create (ticket_store_t *self, cb_ticket_t *ticket, const char *dist
 
     char names [16][96];
     size_t n_names = s_index_names (ticket, names, 16);
-    s_args_t args = { 0 };
+    s_args_t *args = &self->args;
     char key [256];
     int rc = 0;
     snprintf (key, sizeof key, "idem:%s:%s", tag, idem_key);
-    rc |= s_args_str (&args, key);
+    rc |= s_args_str (args, key);
     snprintf (key, sizeof key, "seq:%s:%08d", tag, cb_time_local_yyyymmdd (now_ms));
-    rc |= s_args_str (&args, key);
+    rc |= s_args_str (args, key);
     snprintf (key, sizeof key, "inbox:%s", tag);
-    rc |= s_args_str (&args, key);
+    rc |= s_args_str (args, key);
     snprintf (key, sizeof key, "idx:%s:all", tag);
-    rc |= s_args_str (&args, key);
+    rc |= s_args_str (args, key);
     for (size_t i = 0; i < n_names; i++) {
         snprintf (key, sizeof key, "idx:%s:%.95s", tag, names [i]);
-        rc |= s_args_str (&args, key);
+        rc |= s_args_str (args, key);
     }
     if (s_needs_operator (ticket)) {
         snprintf (key, sizeof key, "opq:%s", tag);
-        rc |= s_args_str (&args, key);
+        rc |= s_args_str (args, key);
     }
-    int numkeys = (int) args.count;
-    rc |= s_args_str (&args, tag);
-    rc |= s_args_str (&args, district);
-    rc |= s_args_int (&args, cb_time_local_yyyymmdd (now_ms));
-    rc |= s_args_int (&args, bucket);
-    rc |= s_args_int (&args, idem_ttl_s > 0 ? idem_ttl_s : 86400);
-    rc |= s_args_int (&args, now_ms);
-    rc |= s_pack (&ticket->base, &args);
-    rc |= s_pack (&ev.base, &args);
-    rc |= s_args_int (&args, ticket->state);
+    self->numkeys = (int) args->count;
+    rc |= s_args_str (args, tag);
+    rc |= s_args_str (args, district);
+    rc |= s_args_int (args, cb_time_local_yyyymmdd (now_ms));
+    rc |= s_args_int (args, bucket);
+    rc |= s_args_int (args, idem_ttl_s > 0 ? idem_ttl_s : 86400);
+    rc |= s_args_int (args, now_ms);
+    rc |= s_pack (&ticket->base, args);
+    rc |= s_pack (&ev.base, args);
+    rc |= s_args_int (args, ticket->state);
     ticket->id = saved_id;
-    if (rc) {
-        s_args_free (&args);
-        return TS_ERROR;
+    if (rc)
+        ts_create_destroy (&self);
+    return self;
+}
+
+void
+ts_create_destroy (ts_create_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        s_args_free (&(*self_p)->args);
+        free (*self_p);
+        *self_p = NULL;
     }
-    redisReply *reply = cb_redis_eval (self->redis, &self->create_script, numkeys,
-                                       (int) args.count, (const char **) args.v, args.lens);
-    s_args_free (&args);
-    if (!reply)
-        return s_unavailable (self, "create");
+}
+
+int
+ts_create_append (ts_create_t *self, cb_redis_t *redis, cb_script_t *script)
+{
+    assert (self && redis && script);
+    return cb_redis_append_eval (redis, script, self->numkeys, (int) self->args.count,
+                                 (const char **) self->args.v, self->args.lens);
+}
+
+int
+ts_create_reply (ts_create_t *self, cb_ticket_t *ticket, const redisReply *reply,
+                 char *id_out, size_t id_cap)
+{
+    assert (ticket && reply);
+    (void) self;                    //  the reply alone says it all, today
     int result = TS_ERROR;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
     &&  reply->element [0]->type == REDIS_REPLY_INTEGER
@@ -460,7 +496,26 @@ ticket_store_create (ticket_store_t *self, cb_ticket_t *ticket, const char *dist
     if (cb_reply_is_error (reply, "OOM") || cb_reply_is_error (reply, "LOADING")
     ||  cb_reply_is_error (reply, "MISCONF") || cb_reply_is_error (reply, "BUSY"))
         result = TS_UNAVAILABLE;
-    freeReplyObject (reply);
+    return result;
+}
+
+int
+ticket_store_create (ticket_store_t *self, cb_ticket_t *ticket, const char *district,
+                     const char *idem_key, int idem_ttl_s, const ticket_actor_t *actor,
+                     int64_t now_ms, char *id_out, size_t id_cap)
+{
+    assert (self && ticket && district && idem_key);
+    ts_create_t *create = ts_create_new (ticket, district, idem_key, idem_ttl_s, actor, now_ms);
+    if (!create)
+        return TS_ERROR;
+    redisReply *reply = cb_redis_eval (self->redis, &self->create_script, create->numkeys,
+                                       (int) create->args.count, (const char **) create->args.v,
+                                       create->args.lens);
+    int result = reply ? ts_create_reply (create, ticket, reply, id_out, id_cap)
+                       : s_unavailable (self, "create");
+    if (reply)
+        freeReplyObject (reply);
+    ts_create_destroy (&create);
     return result;
 }
 

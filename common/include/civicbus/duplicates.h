@@ -33,6 +33,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "civicbus/redis.h"
+#include "civicbus/ticket_id.h"
 #include "civicbus/ticket_store.h"
 
 #define DUP_RADIUS_M_DEFAULT    100
@@ -62,6 +63,34 @@ int dup_index_find (dup_index_t *self, cb_redis_t *redis, ticket_store_t *store,
 
 //  Indexes a stored ticket (id and created_ms set). 0 or -1.
 int dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t);
+
+/* ---- the same, split for pipelining (common/redis_batch.h) ---- */
+
+//  Copies of the index's scripts for a batcher to own and load (its
+//  writer fills their sha; the index's own stay untouched).
+typedef struct {
+    cb_script_t find, add, drop;
+} dup_scripts_t;
+void dup_scripts_init (dup_scripts_t *scripts);
+//  Appends dup_index_find's search (one command) for `t` at `now_ms`; the
+//  caller checks dup_applies first. 0 or -1.
+int dup_find_append (const dup_index_t *self, cb_redis_t *redis, dup_scripts_t *scripts,
+                     const cb_ticket_t *t, int64_t now_ms);
+//  The candidate ids of a search's reply, nearest first (at most `cap`,
+//  each shorter than CB_TICKET_ID_MAX bytes): their count, or -1 when the
+//  reply is not a search's answer.
+int dup_find_candidates (const redisReply *reply, char ids [][CB_TICKET_ID_MAX], size_t cap);
+//  Appends the removal of candidate `id` (final or gone) from `t`'s
+//  category's index (one command). 0 or -1.
+int dup_drop_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t,
+                     const char *id);
+//  Appends dup_index_add of a stored ticket: the number of commands
+//  appended (0 when `t` takes no part), or -1.
+int dup_add_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t);
+//  Appends dup_kpi_count's commands: how many (2, or 4 for a duplicate),
+//  or -1. Their replies are all integers; an error reply is a failure.
+int dup_kpi_count_append (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate,
+                          int64_t now_ms);
 
 //  Flags `t` as a probable duplicate of `parent_id` (pure): sets
 //  probable_duplicate_of and review_reason; with `hold` also needs_review

@@ -71,6 +71,28 @@ int ticket_store_create (ticket_store_t *self, cb_ticket_t *ticket, const char *
                          const char *idem_key, int idem_ttl_s, const ticket_actor_t *actor,
                          int64_t now_ms, char *id_out, size_t id_cap);
 
+//  The create split in three, so that many creates share one pipeline
+//  (common/redis_batch.h); ticket_store_create is new, one EVALSHA, reply.
+typedef struct _ts_create_t ts_create_t;
+//  The create script's Lua text (register a cb_script_t of it with the
+//  batcher, which loads it).
+const char *ticket_store_create_source (void);
+//  Everything ticket_store_create does before its round trip: sets the
+//  ticket's state, version, times and event count, and builds the script's
+//  keys and arguments. NULL when out of memory.
+ts_create_t *ts_create_new (cb_ticket_t *ticket, const char *district, const char *idem_key,
+                            int idem_ttl_s, const ticket_actor_t *actor, int64_t now_ms);
+void ts_create_destroy (ts_create_t **self_p);
+//  Appends the script call (EVALSHA of `script`, whose sha is loaded) to
+//  the pipeline of `redis`. 0 or -1.
+int ts_create_append (ts_create_t *self, cb_redis_t *redis, cb_script_t *script);
+//  Reads its reply as ticket_store_create does: TS_OK (the ticket's id is
+//  set), TS_REPEAT (`id_out` holds the first ticket's id), TS_UNAVAILABLE
+//  (Redis refused: OOM, LOADING, MISCONF, BUSY), TS_ERROR. A NOSCRIPT
+//  reply is the caller's to retry, not this function's.
+int ts_create_reply (ts_create_t *self, cb_ticket_t *ticket, const redisReply *reply,
+                     char *id_out, size_t id_cap);
+
 //  Loads a ticket (caller frees with civicbus__v1__ticket__free_unpacked).
 //  TS_OK, TS_NOT_FOUND (also for text that is not a ticket id), TS_UNAVAILABLE.
 int ticket_store_load (ticket_store_t *self, const char *id, cb_ticket_t **ticket);
