@@ -12,14 +12,20 @@
             hotline.c  the 12345 hotline exchange under /hotline/v1/ (docs/HOTLINE.md)
             events.c   POST /v1/events: sensor and camera events folded into tickets
             duplicates.c  probable duplicates at creation; GET /v1/kpi/repeat-rate
-            pool.c     per-thread resources (Redis, ticket store, PUSH socket)
+            writer.c   every new ticket's Redis work, pipelined across requests
+                       by one writer thread (common/redis_batch.h), and its
+                       doorbell
+            pool.c     per-thread resources (Redis, ticket store) for reads
     The HTTP side (server, routing, bodies, keys, answers, metrics) is
     common/httpd.c.
 
     Threads: libmicrohttpd runs a pool of CIVICBUS_INTAKE_THREADS threads;
-    a handler borrows one worker (its own Redis connection, ticket store and
-    doorbell socket, none of which may be shared between threads) from the
-    pool for the length of one request. Everything else shared is either
+    a handler that reads borrows one worker (its own Redis connection and
+    ticket store, neither of which may be shared between threads) from the
+    pool for the length of one request. New tickets go to the writer thread
+    (writer.c), which owns its connection and the doorbell socket; the
+    native POST /v1/tickets is answered when the writer is done
+    (httpd_defer: no HTTP thread waits), the other doors wait for it. Everything else shared is either
     immutable after start, thread-safe by itself (apikey cache, citydata
     snapshots) or atomic (httpd's counters and Redis breaker). */
 
@@ -39,6 +45,7 @@
 #include "civicbus/error.h"
 #include "civicbus/httpd.h"
 #include "civicbus/redis.h"
+#include "civicbus/redis_batch.h"
 #include "civicbus/ticket_store.h"
 #include "civicbus/config.h"
 #include "civicbus/duplicates.h"
@@ -49,15 +56,13 @@
 typedef struct {
     cb_redis_t *redis;
     ticket_store_t *store;
-    zsock_t *doorbell;              //  PUSH to the dispatchers; NULL when it could not be made
 } intake_worker_t;
 
 typedef struct _intake_pool_t intake_pool_t;
 
 //  Nothing connects until first use; workers are made on demand (at most
 //  one per concurrently running handler, so as many as HTTP threads).
-intake_pool_t *intake_pool_new (const char *redis_url, int redis_timeout_ms,
-                                const char *doorbell_endpoints);
+intake_pool_t *intake_pool_new (const char *redis_url, int redis_timeout_ms);
 void intake_pool_destroy (intake_pool_t **self_p);
 //  A worker for this thread until given back; NULL when out of memory.
 intake_worker_t *intake_pool_take (intake_pool_t *self);
@@ -73,6 +78,12 @@ typedef struct {
     //  Shared objects.
     httpd_t *httpd;                 //  the server: answers, breaker, counters
     intake_pool_t *pool;
+    //  The writer (writer.c): its batcher, the scripts it loads, and the
+    //  doorbell socket only its thread uses.
+    redis_batch_t *batch;
+    cb_script_t create_script;
+    dup_scripts_t dup_scripts;
+    zsock_t *doorbell;              //  PUSH to the dispatchers; NULL when it could not be made
     citydata_t *citydata;
     apikey_cache_t *keys;           //  the keys httpd checks (Open311 reads api_key from the form)
     //  Counters (httpd_counter handles).
@@ -119,9 +130,38 @@ typedef struct {
 //  NULL; else t's external_id; else a hash of the key name and the `body_len`
 //  bytes at `body`, kept 10 minutes), stores in one script and rings the
 //  dispatcher. Returns out->result (the caller answers); frees nothing of t.
+//  Waits (on the calling thread) for the writer.
 int intake_ticket_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t,
                           const char *idem_header, const char *body, size_t body_len,
                           intake_submit_t *out);
+
+//  Called once with a submission's result: on the submitting thread when
+//  it is known at once (refused, breaker open), else on the writer thread.
+typedef void (intake_submit_done_fn) (intake_submit_t *out, void *arg);
+//  intake_ticket_submit without waiting: `t`, `out` and `key` stay valid
+//  until `done (out, arg)` is called; then out->result is set.
+void intake_ticket_submit_async (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t,
+                                 const char *idem_header, const char *body, size_t body_len,
+                                 intake_submit_t *out, intake_submit_done_fn *done, void *arg);
+//  A different ticket under a reused Idempotency-Key: the fields a client
+//  would have changed on purpose differ.
+bool intake_same_request (const cb_ticket_t *a, const cb_ticket_t *b);
+
+/* ---- the writer (writer.c) ---- */
+
+//  Jobs per pipelined round at most.
+#define INTAKE_BATCH_MAX 256
+//  Makes the batcher and the doorbell socket and starts the writer thread
+//  (after intake_doors_start: the duplicate index must exist). 0 or -1.
+int intake_writer_start (intake_t *intake, const char *redis_url, int timeout_ms,
+                         const char *doorbell_endpoints);
+//  Finishes every queued job, stops the thread, frees; safe twice.
+void intake_writer_stop (intake_t *intake);
+//  Queues the store of a checked ticket under `idem_key`; `done` as
+//  intake_ticket_submit_async says.
+void intake_writer_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t,
+                           const char *idem_key, int idem_ttl_s, bool check_same,
+                           intake_submit_t *out, intake_submit_done_fn *done, void *arg);
 
 /* ---- routes (tickets.c, open311.c; arg is the intake_t) ---- */
 
@@ -154,12 +194,10 @@ int intake_doors_start (intake_t *intake, const cb_config_t *config, cb_redis_t 
 //  Frees what intake_doors_start made; safe twice.
 void intake_doors_stop (intake_t *intake);
 
-//  Every front door's creation path calls these around ticket_store_create
-//  (tickets.c): flag `t` as a probable duplicate before the store, and
-//  index and count it after a TS_OK. Best effort: a Redis failure here is
-//  logged and the ticket is stored unflagged.
-void intake_duplicates_before (intake_t *intake, intake_worker_t *worker, cb_ticket_t *t);
-void intake_duplicates_after (intake_t *intake, intake_worker_t *worker, const cb_ticket_t *t);
+//  Every front door's creation path flags probable duplicates before the
+//  store and indexes and counts after it: the writer's FIND, CHECK and
+//  AFTER stages (writer.c). Best effort: a Redis failure there is logged
+//  and the ticket is stored unflagged.
 
 //  Routes (arg is the intake_t).
 int intake_hotline_create (httpd_request_t *req, void *arg);

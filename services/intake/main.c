@@ -5,8 +5,9 @@
     answers only after Redis confirmed. Stateless: run as many as a campaign
     needs, on one port (SO_REUSEPORT).
 
-    Threads: libmicrohttpd's pool serves HTTP (common/httpd.c); this main thread
-    keeps the grids and catalogue fresh (citydata_refresh every ~2 s, with
+    Threads: libmicrohttpd's pool serves HTTP (common/httpd.c); one writer
+    thread sends every new ticket's Redis work, pipelined (writer.c); this
+    main thread keeps the grids and catalogue fresh (citydata_refresh every ~2 s, with
     its own Redis connection) and waits for SIGTERM. On SIGTERM the intake
     stops accepting, lets running requests finish, frees everything and
     exits 0. */
@@ -32,7 +33,8 @@ static const cb_setting_t s_settings [] = {
     { "CIVICBUS_INTAKE_LISTEN", "127.0.0.1:8080", CB_SETTING_HOSTPORT, 0, 0,
       "where the HTTP API listens (several intakes may share it)" },
     { "CIVICBUS_INTAKE_THREADS", "4", CB_SETTING_INT, 1, 256,
-      "HTTP threads (each with its own Redis connection)" },
+      "HTTP threads (reads borrow a Redis connection each; new tickets go through one "
+      "pipelining writer)" },
     { "CIVICBUS_INTAKE_MAX_BODY", "65536", CB_SETTING_INT, 1024, 16777216,
       "largest request body in bytes (larger: 413)" },
     { "CIVICBUS_INTAKE_CONN_LIMIT", "4096", CB_SETTING_INT, 1, 1000000,
@@ -190,8 +192,7 @@ main (int argc, char **argv)
     };
     zsys_init ();
     cb_redis_t *refresh_redis = cb_redis_new (redis_url, timeout_ms, err, sizeof err);
-    intake.pool = intake_pool_new (redis_url, timeout_ms,
-                                   cb_config_str (config, "CIVICBUS_DOORBELL_ENDPOINTS"));
+    intake.pool = intake_pool_new (redis_url, timeout_ms);
     apikey_cache_t *keys =
         apikey_cache_new ((int) cb_config_int (config, "CIVICBUS_APIKEY_CACHE_MS"));
     intake.citydata = citydata_new ();
@@ -222,7 +223,9 @@ main (int argc, char **argv)
     intake.keys = keys;
     intake.httpd = httpd_new (&options);
     if (!intake.httpd || s_routes (&intake)
-    ||  intake_doors_start (&intake, config, refresh_redis))
+    ||  intake_doors_start (&intake, config, refresh_redis)
+    ||  intake_writer_start (&intake, redis_url, timeout_ms,
+                             cb_config_str (config, "CIVICBUS_DOORBELL_ENDPOINTS")))
         goto stop;
 
     //  Grids and catalogue before the first request, if Redis is there;
@@ -248,8 +251,11 @@ main (int argc, char **argv)
     rc = 0;
 
 stop:
+    //  The server first (its deferred requests are the writer's to finish),
+    //  then the writer (what is still queued is stored and rung).
     if (intake.httpd)
         httpd_stop (intake.httpd, S_GRACE_MS);
+    intake_writer_stop (&intake);
     httpd_destroy (&intake.httpd);
     intake_doors_stop (&intake);
     intake_pool_destroy (&intake.pool);

@@ -1,17 +1,16 @@
-/*  pool.c — per-thread resources of the intake: a Redis connection, the
-    ticket store on it, and a PUSH socket to the dispatchers.
+/*  pool.c — per-thread resources of the intake for reads: a Redis
+    connection and the ticket store on it (new tickets go through the
+    writer, writer.c).
 
-    hiredis contexts and ZeroMQ sockets belong to one thread at a time.
+    hiredis contexts belong to one thread at a time.
     libmicrohttpd decides which thread runs a handler, so rather than tie
     resources to threads we lend a worker to a handler for one request and
-    take it back after: a mutex-protected free list. ZeroMQ allows a socket
-    to move between threads across a full memory barrier, which the mutex
-    is. A handler that finds the list empty makes a new worker, so there are
+    take it back after: a mutex-protected free list (a full memory barrier
+    between the threads that use a worker in turn). A handler that finds the list empty makes a new worker, so there are
     never more workers than handlers that ever ran at once (the HTTP thread
     count). */
 
 #include "intake.h"
-#include "civicbus/bus.h"
 #include "civicbus/log.h"
 
 #include <assert.h>
@@ -29,7 +28,6 @@ struct _intake_pool_t {
     pthread_mutex_t lock;
     char *redis_url;
     int redis_timeout_ms;
-    char *doorbell_endpoints;
     s_node_t *free_list;
     s_node_t *all;
 };
@@ -41,12 +39,10 @@ s_node_free (s_node_t *node)
 {
     ticket_store_destroy (&node->worker.store);
     cb_redis_destroy (&node->worker.redis);
-    zsock_destroy (&node->worker.doorbell);
     free (node);
 }
 
-//  Called with the lock held: socket creation is serialised too, which
-//  keeps czmq's context set-up single-threaded.
+//  Called with the lock held.
 static s_node_t *
 s_node_new (intake_pool_t *self)
 {
@@ -62,25 +58,19 @@ s_node_new (intake_pool_t *self)
         s_node_free (node);
         return NULL;
     }
-    //  Without a doorbell socket the intake still works: the dispatcher's
-    //  sweep finds every stored ticket, only later.
-    node->worker.doorbell = cb_bus_push_new (self->doorbell_endpoints);
     return node;
 }
 
 /* ---- public ---- */
 
 intake_pool_t *
-intake_pool_new (const char *redis_url, int redis_timeout_ms, const char *doorbell_endpoints)
+intake_pool_new (const char *redis_url, int redis_timeout_ms)
 {
     intake_pool_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     self->redis_url = strdup (redis_url);
-    self->doorbell_endpoints = strdup (doorbell_endpoints);
-    if (!self->redis_url || !self->doorbell_endpoints) {
-        free (self->redis_url);
-        free (self->doorbell_endpoints);
+    if (!self->redis_url) {
         free (self);
         return NULL;
     }
@@ -104,7 +94,6 @@ intake_pool_destroy (intake_pool_t **self_p)
         }
         pthread_mutex_destroy (&self->lock);
         free (self->redis_url);
-        free (self->doorbell_endpoints);
         free (self);
         *self_p = NULL;
     }

@@ -38,17 +38,18 @@
       next_cursor (common/ticket_view.c, which the console shares). */
 
 #include "intake.h"
-#include "civicbus/bus.h"
 #include "civicbus/catalog.h"
 #include "civicbus/clock.h"
 #include "civicbus/grid_index.h"
 #include "civicbus/log.h"
+#include "civicbus/mask.h"
 #include "civicbus/pbutil.h"
 #include "civicbus/ticket_id.h"
 #include "civicbus/ticket_json.h"
 #include "civicbus/ticket_view.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,35 +144,68 @@ s_locate (const grid_index_t *grids, cb_ticket_t *t, cb_error_t *err)
     return 0;
 }
 
-//  A different ticket under a reused Idempotency-Key: the fields a client
-//  would have changed on purpose.
-static bool
-s_same_request (const cb_ticket_t *a, const cb_ticket_t *b)
+//  The 201: the ticket as the issue asks for it (id, state, grid path,
+//  received time, with the Location header), plus what clients of the
+//  first version read from it (source, category, version, the reporter
+//  masked as the key's role must see it). The whole ticket is a GET away;
+//  echoing it cost a third of the intake's CPU (bench/README.md).
+static json_t *
+s_created_json (const cb_ticket_t *t, apikey_role_t role)
 {
-    return a->source == b->source && a->request_type == b->request_type
-        && strcmp (a->category ? a->category : "", b->category ? b->category : "") == 0
-        && strcmp (a->description ? a->description : "",
-                   b->description ? b->description : "") == 0;
-}
-
-static void
-s_ring (intake_t *intake, intake_worker_t *worker, const char *id)
-{
-    Civicbus__V1__Doorbell doorbell = CIVICBUS__V1__DOORBELL__INIT;
-    doorbell.ticket_id = (char *) id;
-    doorbell.reason = (char *) "received";
-    if (!worker->doorbell
-    ||  cb_bus_send (worker->doorbell, NULL, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_DOORBELL, id,
-                     &doorbell.base)) {
-        httpd_count (intake->httpd, intake->count_doorbells_dropped);
-        cb_log (CB_LOG_DEBUG, "doorbell not sent", "ticket", id, NULL);
+    char created [40];
+    json_t *json = json_pack ("{s:s, s:s, s:I, s:s?, s:s?, s:s?, s:s}",
+                              "id", t->id,
+                              "state", ticket_state_name (t->state),
+                              "version", (json_int_t) t->version,
+                              "source", cb_source_name (t->source),
+                              "request_type", cb_request_type_name (t->request_type),
+                              "category", t->category,
+                              "created", cb_time_format_iso (t->created_ms, created,
+                                                             sizeof created));
+    const Civicbus__V1__Location *loc = t->location;
+    if (json && loc) {
+        json_t *path = json_array ();
+        for (size_t i = 0; path && i < loc->n_grid_path; i++)
+            json_array_append_new (path, json_string (loc->grid_path [i]));
+        json_t *where = path ? json_pack ("{s:s, s:o, s:b}",
+                                          "grid_code", loc->grid_code ? loc->grid_code : "",
+                                          "grid_path", path, "ungridded", loc->ungridded)
+                             : NULL;
+        if (!where || json_object_set_new (json, "location", where)) {
+            json_decref (json);
+            return NULL;
+        }
     }
+    if (json && t->reporter) {
+        const char *name = t->reporter->name ? t->reporter->name : "";
+        const char *phone = t->reporter->phone ? t->reporter->phone : "";
+        char masked_name [256], masked_phone [64];
+        if (!apikey_role_sees_personal_data (role)) {
+            cb_mask_name (name, masked_name, sizeof masked_name);
+            cb_mask_phone (phone, masked_phone, sizeof masked_phone);
+            name = masked_name;
+            phone = masked_phone;
+        }
+        if (json_object_set_new (json, "reporter",
+                                 json_pack ("{s:s, s:s}", "name", name, "phone", phone))) {
+            json_decref (json);
+            return NULL;
+        }
+    }
+    if (json && t->probable_duplicate_of && *t->probable_duplicate_of)
+        json_object_set_new (json, "probable_duplicate_of",
+                             json_string (t->probable_duplicate_of));
+    return json;
 }
 
+//  201 with the compact ticket, or 200 with the whole first ticket (a
+//  repeat: the client may not have the first answer).
 static int
 s_reply_ticket (httpd_request_t *req, int status, const cb_ticket_t *t)
 {
-    json_t *json = ticket_to_json (t, s_mask_flags (httpd_request_key (req)->role));
+    apikey_role_t role = httpd_request_key (req)->role;
+    json_t *json = status == MHD_HTTP_CREATED ? s_created_json (t, role)
+                                              : ticket_to_json (t, s_mask_flags (role));
     if (!json)
         return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
                                   "out of memory");
@@ -181,86 +215,41 @@ s_reply_ticket (httpd_request_t *req, int status, const cb_ticket_t *t)
     return httpd_reply_json (req, status, json);
 }
 
-//  Stores t under idem_key and rings the dispatcher. Fills out->result.
+//  intake_ticket_submit's wait for the writer.
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool done;
+} s_waiter_t;
+
 static void
-s_store (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t, const char *idem_key,
-         int idem_ttl_s, bool check_same, intake_submit_t *out)
+s_waiter_done (intake_submit_t *out, void *arg)
 {
-    if (httpd_redis_down (intake->httpd)) {
-        out->result = INTAKE_SUBMIT_UNAVAILABLE;
-        out->unavailable = "breaker open";
-        return;
-    }
-    intake_worker_t *worker = intake_pool_take (intake->pool);
-    if (!worker) {
-        out->result = INTAKE_SUBMIT_FAILED;
-        cb_error_set (&out->err, "internal", "", "out of memory");
-        return;
-    }
-    ticket_actor_t actor = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, key->name, NULL };
-    char id [CB_TICKET_ID_MAX] = "";
-    intake_duplicates_before (intake, worker, t);       //  duplicates.c (issue 6)
-    int rc = ticket_store_create (worker->store, t, intake->district, idem_key, idem_ttl_s,
-                                  &actor, cb_clock_now_ms (), id, sizeof id);
-    if (rc == TS_OK) {
-        intake_duplicates_after (intake, worker, t);
-        s_ring (intake, worker, id);
-        intake_pool_give (intake->pool, worker);
-        httpd_count (intake->httpd, intake->count_created);
-        if (t->location && t->location->ungridded)
-            httpd_count (intake->httpd, intake->count_ungridded);
-        cb_log (CB_LOG_INFO, "ticket stored", "ticket", id,
-                "source", cb_source_name (t->source) ? cb_source_name (t->source) : "",
-                "category", t->category ? t->category : "",
-                "grid", t->location && t->location->grid_code ? t->location->grid_code : "",
-                "ungridded", t->location && t->location->ungridded ? "true" : "false",
-                "key", key->name, NULL);
-        out->result = INTAKE_SUBMIT_CREATED;
-        return;
-    }
-    if (rc == TS_REPEAT) {
-        rc = ticket_store_load (worker->store, id, &out->first);
-        intake_pool_give (intake->pool, worker);
-        if (rc == TS_OK) {
-            if (check_same && !s_same_request (out->first, t))
-                out->result = INTAKE_SUBMIT_KEY_REUSED;
-            else {
-                httpd_count (intake->httpd, intake->count_repeated);
-                cb_log (CB_LOG_INFO, "repeat answered with the first ticket", "ticket", id,
-                        "key", key->name, NULL);
-                out->result = INTAKE_SUBMIT_REPEAT;
-            }
-            return;
-        }
-        out->first = NULL;
-        if (rc == TS_UNAVAILABLE) {
-            httpd_redis_failed (intake->httpd);
-            out->result = INTAKE_SUBMIT_UNAVAILABLE;
-            out->unavailable = "load";
-            return;
-        }
-        out->result = INTAKE_SUBMIT_FAILED;
-        cb_error_set (&out->err, "internal", "",
-                      "the first ticket (%s) of this idempotency key cannot be read", id);
-        return;
-    }
-    intake_pool_give (intake->pool, worker);
-    if (rc == TS_UNAVAILABLE) {
-        httpd_redis_failed (intake->httpd);
-        out->result = INTAKE_SUBMIT_UNAVAILABLE;
-        out->unavailable = "store";
-        return;
-    }
-    out->result = INTAKE_SUBMIT_FAILED;
-    cb_error_set (&out->err, "internal", "", "the ticket could not be stored");
+    (void) out;
+    s_waiter_t *waiter = arg;
+    pthread_mutex_lock (&waiter->lock);
+    waiter->done = true;
+    pthread_cond_signal (&waiter->cond);
+    pthread_mutex_unlock (&waiter->lock);
 }
 
 /* ---- public: create ---- */
 
-int
-intake_ticket_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t,
-                      const char *idem_header, const char *body, size_t body_len,
-                      intake_submit_t *out)
+bool
+intake_same_request (const cb_ticket_t *a, const cb_ticket_t *b)
+{
+    return a->source == b->source && a->request_type == b->request_type
+        && strcmp (a->category ? a->category : "", b->category ? b->category : "") == 0
+        && strcmp (a->description ? a->description : "",
+                   b->description ? b->description : "") == 0;
+}
+
+//  The checks before the store. INTAKE_SUBMIT_CREATED means "go on" (the
+//  idempotency key is in idem, its TTL in *ttl); anything else is the answer.
+static intake_submit_result_t
+s_prepare (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t, const char *idem_header,
+           const char *body, size_t body_len, intake_submit_t *out, char *idem, size_t idem_cap,
+           int *ttl_out, bool *check_same_out)
 {
     out->first = NULL;
     out->unavailable = "";
@@ -302,16 +291,15 @@ intake_ticket_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t
     }
 
     //  The idempotency key (see the top of this file).
-    char idem [256];
     int ttl = intake->idem_ttl_s;
     bool check_same = false;
     if (idem_header) {
-        snprintf (idem, sizeof idem, "key:%s:%s", key->name, idem_header);
+        snprintf (idem, idem_cap, "key:%s:%s", key->name, idem_header);
         check_same = true;
     }
     else
     if (!pb_string_is_empty (t->external_id))
-        snprintf (idem, sizeof idem, "ext:%s:%s", cb_source_name (t->source), t->external_id);
+        snprintf (idem, idem_cap, "ext:%s:%s", cb_source_name (t->source), t->external_id);
     else {
         crypto_hash_sha256_state state;
         uint8_t digest [crypto_hash_sha256_BYTES];
@@ -322,11 +310,107 @@ intake_ticket_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t
         crypto_hash_sha256_final (&state, digest);
         char hex [crypto_hash_sha256_BYTES * 2 + 1];
         sodium_bin2hex (hex, sizeof hex, digest, sizeof digest);
-        snprintf (idem, sizeof idem, "body:%s", hex);
+        snprintf (idem, idem_cap, "body:%s", hex);
         ttl = intake->hash_ttl_s;
     }
-    s_store (intake, key, t, idem, ttl, check_same, out);
+    if (httpd_redis_down (intake->httpd)) {
+        out->unavailable = "breaker open";
+        return out->result = INTAKE_SUBMIT_UNAVAILABLE;
+    }
+    *ttl_out = ttl;
+    *check_same_out = check_same;
+    return INTAKE_SUBMIT_CREATED;
+}
+
+void
+intake_ticket_submit_async (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t,
+                            const char *idem_header, const char *body, size_t body_len,
+                            intake_submit_t *out, intake_submit_done_fn *done, void *arg)
+{
+    char idem [256];
+    int ttl = 0;
+    bool check_same = false;
+    if (s_prepare (intake, key, t, idem_header, body, body_len, out, idem, sizeof idem, &ttl,
+                   &check_same) != INTAKE_SUBMIT_CREATED)
+        done (out, arg);
+    else
+        intake_writer_submit (intake, key, t, idem, ttl, check_same, out, done, arg);
+}
+
+int
+intake_ticket_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t,
+                      const char *idem_header, const char *body, size_t body_len,
+                      intake_submit_t *out)
+{
+    s_waiter_t waiter = { .done = false };
+    pthread_mutex_init (&waiter.lock, NULL);
+    pthread_cond_init (&waiter.cond, NULL);
+    intake_ticket_submit_async (intake, key, t, idem_header, body, body_len, out,
+                                s_waiter_done, &waiter);
+    pthread_mutex_lock (&waiter.lock);
+    while (!waiter.done)
+        pthread_cond_wait (&waiter.cond, &waiter.lock);
+    pthread_mutex_unlock (&waiter.lock);
+    pthread_mutex_destroy (&waiter.lock);
+    pthread_cond_destroy (&waiter.cond);
     return out->result;
+}
+
+//  POST /v1/tickets, deferred: the handler hands the ticket to the writer
+//  and returns; the writer resumes the request when Redis has answered.
+typedef struct {
+    httpd_request_t *req;
+    cb_ticket_t *t;
+    intake_submit_t out;
+} s_create_t;
+
+static void
+s_create_done (intake_submit_t *out, void *arg)
+{
+    (void) out;
+    s_create_t *create = arg;
+    httpd_resume (create->req);
+}
+
+static int
+s_create_answer (httpd_request_t *req, void *arg)
+{
+    s_create_t *create = arg;
+    intake_submit_t *out = &create->out;
+    int result;
+    switch (out->result) {
+        case INTAKE_SUBMIT_CREATED:
+            result = s_reply_ticket (req, MHD_HTTP_CREATED, create->t);
+            break;
+        case INTAKE_SUBMIT_REPEAT:
+            result = s_reply_ticket (req, MHD_HTTP_OK, out->first);
+            break;
+        case INTAKE_SUBMIT_KEY_REUSED:
+            result = httpd_reply_error (req, 422, "idempotency_key_reused", "Idempotency-Key",
+                                        "this Idempotency-Key was used for a different "
+                                        "ticket (%s)", out->first->id);
+            break;
+        case INTAKE_SUBMIT_FORBIDDEN:
+            result = httpd_reply_error (req, MHD_HTTP_FORBIDDEN, out->err.code, out->err.field,
+                                        "%s", out->err.message);
+            break;
+        case INTAKE_SUBMIT_REFUSED:
+            result = httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, out->err.code, out->err.field,
+                                        "%s", out->err.message);
+            break;
+        case INTAKE_SUBMIT_UNAVAILABLE:
+            result = httpd_reply_unavailable (req, out->unavailable);
+            break;
+        default:
+            result = httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                        "%s", out->err.message);
+            break;
+    }
+    if (out->first)
+        civicbus__v1__ticket__free_unpacked (out->first, NULL);
+    civicbus__v1__ticket__free_unpacked (create->t, NULL);
+    free (create);
+    return result;
 }
 
 int
@@ -349,40 +433,18 @@ intake_ticket_create (httpd_request_t *req, void *arg)
         return httpd_reply_error (req, ours ? MHD_HTTP_INTERNAL_SERVER_ERROR : MHD_HTTP_BAD_REQUEST,
                                   err.code, err.field, "%s", err.message);
     }
-    intake_submit_t out;
-    int result;
-    switch (intake_ticket_submit (intake, key, t, idem_header, body, body_len, &out)) {
-        case INTAKE_SUBMIT_CREATED:
-            result = s_reply_ticket (req, MHD_HTTP_CREATED, t);
-            break;
-        case INTAKE_SUBMIT_REPEAT:
-            result = s_reply_ticket (req, MHD_HTTP_OK, out.first);
-            break;
-        case INTAKE_SUBMIT_KEY_REUSED:
-            result = httpd_reply_error (req, 422, "idempotency_key_reused", "Idempotency-Key",
-                                        "this Idempotency-Key was used for a different "
-                                        "ticket (%s)", out.first->id);
-            break;
-        case INTAKE_SUBMIT_FORBIDDEN:
-            result = httpd_reply_error (req, MHD_HTTP_FORBIDDEN, out.err.code, out.err.field,
-                                        "%s", out.err.message);
-            break;
-        case INTAKE_SUBMIT_REFUSED:
-            result = httpd_reply_error (req, MHD_HTTP_BAD_REQUEST, out.err.code, out.err.field,
-                                        "%s", out.err.message);
-            break;
-        case INTAKE_SUBMIT_UNAVAILABLE:
-            result = httpd_reply_unavailable (req, out.unavailable);
-            break;
-        default:
-            result = httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
-                                        "%s", out.err.message);
-            break;
+    s_create_t *create = calloc (1, sizeof *create);
+    if (!create) {
+        civicbus__v1__ticket__free_unpacked (t, NULL);
+        return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",
+                                  "out of memory");
     }
-    if (out.first)
-        civicbus__v1__ticket__free_unpacked (out.first, NULL);
-    civicbus__v1__ticket__free_unpacked (t, NULL);
-    return result;
+    create->req = req;
+    create->t = t;
+    httpd_defer (req, s_create_answer, create);
+    intake_ticket_submit_async (intake, key, t, idem_header, body, body_len, &create->out,
+                                s_create_done, create);
+    return 0;
 }
 
 /* ---- public: one ticket ---- */
