@@ -60,6 +60,7 @@
 #include "civicbus/catalog.h"
 #include "civicbus/clock.h"
 #include "civicbus/dispatch.h"
+#include "civicbus/duplicates.h"
 #include "civicbus/log.h"
 #include "civicbus/mask.h"
 #include "civicbus/pbutil.h"
@@ -421,68 +422,16 @@ s_plan (s_change_t *change, const s_request_t *req, const citydata_snapshot_t *s
     return 0;
 }
 
-//  Adds the merged ticket (with its reporter, so they hear of the
-//  target's resolution: notify_rules) to target->merged_from, unless it is
-//  there already. 0, or -1 when out of memory.
-static int
-s_add_merged_report (cb_ticket_t *target, const cb_ticket_t *source, int64_t now_ms)
-{
-    for (size_t i = 0; i < target->n_merged_from; i++)
-        if (strcmp (target->merged_from [i]->ticket_id, source->id) == 0)
-            return 0;
-    Civicbus__V1__MergedReport **list = realloc (target->merged_from,
-                                                 (target->n_merged_from + 1) * sizeof *list);
-    if (!list)
-        return -1;
-    target->merged_from = list;
-    Civicbus__V1__MergedReport *report = malloc (sizeof *report);
-    if (!report)
-        return -1;
-    civicbus__v1__merged_report__init (report);
-    report->merged_ms = now_ms;
-    report->ticket_id = strdup (source->id);
-    if (source->reporter) {
-        //  A deep copy through its encoding (protobuf-c has no copy).
-        size_t len = civicbus__v1__reporter__get_packed_size (source->reporter);
-        uint8_t *buf = malloc (len ? len : 1);
-        if (buf) {
-            civicbus__v1__reporter__pack (source->reporter, buf);
-            report->reporter = civicbus__v1__reporter__unpack (NULL, len, buf);
-            free (buf);
-        }
-    }
-    list [target->n_merged_from++] = report;
-    return report->ticket_id && (!source->reporter || report->reporter) ? 0 : -1;
-}
-
-//  The merge target's side: the merged ticket joins its merged_from list
-//  and its history gets a "merged_from" event (same state). Logged, not
-//  answered: the merge itself is stored already.
+//  The merge target's side (common/duplicates.c): the merged ticket joins
+//  its merged_from list, with its reporter, who hears of the target's
+//  outcome (notify_rules), and its history gets a "merged_from" event (same
+//  state). Logged, not answered: the merge itself is stored already.
 static void
 s_note_merged_from (console_t *console, const s_request_t *req, const cb_ticket_t *source,
                     int64_t now_ms)
 {
-    char payload [128];
-    snprintf (payload, sizeof payload, "{\"ticket\":\"%s\"}", source->id);
-    int rc = TS_CONFLICT;
-    for (int attempt = 0; attempt < S_TRIES && rc == TS_CONFLICT; attempt++) {
-        cb_ticket_t *before = NULL;
-        rc = ticket_store_load (console->store, req->input.target_id, &before);
-        if (rc != TS_OK)
-            break;
-        cb_ticket_t *after = ticket_clone (before);
-        if (!after || s_add_merged_report (after, source, now_ms))
-            rc = TS_ERROR;
-        else {
-            after->updated_ms = now_ms;
-            ts_event_t ev = { "merged_from", &req->actor, before->state, before->state, NULL,
-                              payload };
-            rc = ticket_store_apply (console->store, before, after, &ev, 1, NULL);
-        }
-        if (after)
-            civicbus__v1__ticket__free_unpacked (after, NULL);
-        civicbus__v1__ticket__free_unpacked (before, NULL);
-    }
+    int rc = dup_note_merged_from (console->store, req->input.target_id, source->id,
+                                   &req->actor, now_ms, S_TRIES);
     if (rc != TS_OK)
         cb_log (CB_LOG_ERROR, "merge stored, but the target does not record it",
                 "ticket", source->id, "into", req->input.target_id, NULL);
