@@ -21,7 +21,14 @@
     not received are counted, never silently dropped.
 
     Each request carries a unique Idempotency-Key (run id + sequence), so the
-    intake stores every one as a new ticket. */
+    intake stores every one as a new ticket.
+
+    --log FILE writes one line per 2xx answer, for joining with what happens
+    to the ticket later (bench/e2e.py: the end-to-end latency):
+        TICKET_ID SEQ MONOTONIC_NS WALL_US MEASURED
+    TICKET_ID is the answer body's "id" ("-" when it has none), the times
+    are when the answer was complete (CLOCK_MONOTONIC, CLOCK_REALTIME), and
+    MEASURED is 1 outside the warm-up. */
 
 #include "bodies.h"
 #include "histogram.h"
@@ -56,6 +63,7 @@ typedef struct {
     int64_t due_ns;             //  when the request in flight was due (open loop) or sent
     int64_t sent_ns;            //  when it was actually written
     bool measured;              //  not in the warm-up
+    uint64_t seq;               //  the request's sequence number (--log)
     char out [S_OUT_CAP];
     size_t out_len, out_sent;
     char in [S_IN_CAP];
@@ -75,6 +83,8 @@ typedef struct {
     double drain_s;
     uint64_t max_requests;
     const char *json_path;
+    const char *log_path;       //  --log: one line per 2xx answer
+    FILE *log;
     const char *label;
     const char *grids_path;
     const char *catalog_path;
@@ -133,6 +143,8 @@ s_usage (FILE *out)
         "  --catalog FILE     dispatch catalogue (default deploy/config/catalog.json)\n"
         "  --label NAME       name of this run in the output\n"
         "  --json FILE        also write the results as JSON to FILE\n"
+        "  --log FILE         one line per 2xx answer: TICKET_ID SEQ MONOTONIC_NS\n"
+        "                     WALL_US MEASURED (the id from the answer body)\n"
         "  --print-body       print one generated body and exit\n"
         "  --help             this text\n", S_CONN_MAX);
 }
@@ -268,6 +280,7 @@ s_send (loadgen_t *self, int index, int64_t due_ns, int64_t now_ns)
     conn->due_ns = due_ns;
     conn->sent_ns = now_ns;
     conn->measured = due_ns >= self->measure_ns;
+    conn->seq = seq;
     conn->state = CONN_BUSY;
     if (now_ns - due_ns > 1000000)
         self->late_sends++;
@@ -305,6 +318,33 @@ s_parse_response (conn_t *conn, bool *close_after)
     if (header_len + content_length > S_IN_CAP - 1)
         return -1;
     return conn->in_len >= header_len + content_length ? status : 0;
+}
+
+//  --log: the ticket id from the answer body (conn->in holds the whole
+//  answer, NUL-terminated by s_parse_response) and the times it arrived.
+static void
+s_log_answer (loadgen_t *self, const conn_t *conn, int64_t now_ns)
+{
+    const char *body = strstr (conn->in, "\r\n\r\n");
+    const char *at = body ? strstr (body, "\"id\":") : NULL;
+    char id [64] = "-";
+    if (at) {
+        at += 5;
+        while (*at == ' ')
+            at++;
+        if (*at == '"') {
+            size_t n = strcspn (++at, "\"");
+            if (n > 0 && n < sizeof id) {
+                memcpy (id, at, n);
+                id [n] = 0;
+            }
+        }
+    }
+    struct timespec wall;
+    clock_gettime (CLOCK_REALTIME, &wall);
+    fprintf (self->log, "%s %llu %lld %lld %d\n", id, (unsigned long long) conn->seq,
+             (long long) now_ns, (long long) wall.tv_sec * 1000000 + wall.tv_nsec / 1000,
+             conn->measured ? 1 : 0);
 }
 
 static void
@@ -354,6 +394,8 @@ s_on_readable (loadgen_t *self, int index)
                 self->last_ok_ns = now;
             }
         }
+        if (self->log && status >= 200 && status < 300)
+            s_log_answer (self, conn, now);
         conn->in_len = 0;
         if (close_after) {
             conn->state = CONN_IDLE;    //  not busy: the reconnect counts no reset
@@ -590,6 +632,7 @@ main (int argc, char *argv [])
         { "bodies", required_argument, NULL, 'b' }, { "grids", required_argument, NULL, 'g' },
         { "catalog", required_argument, NULL, 'C' }, { "label", required_argument, NULL, 'l' },
         { "json", required_argument, NULL, 'j' }, { "print-body", no_argument, NULL, 'p' },
+        { "log", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' }, { NULL, 0, NULL, 0 }
     };
     int opt;
@@ -608,6 +651,7 @@ main (int argc, char *argv [])
             case 'C': self->catalog_path = optarg; break;
             case 'l': self->label = optarg; break;
             case 'j': self->json_path = optarg; break;
+            case 'L': self->log_path = optarg; break;
             case 'p': print_body = true; break;
             case 'h': s_usage (stdout); return 0;
             default: s_usage (stderr); return 2;
@@ -646,6 +690,9 @@ main (int argc, char *argv [])
     self->conns = calloc ((size_t) self->connections, sizeof (conn_t));
     self->idle = calloc ((size_t) self->connections, sizeof (int));
     int rc = 1;
+    if (self->log_path && !(self->log = fopen (self->log_path, "w")))
+        fprintf (stderr, "bench-loadgen: cannot write %s\n", self->log_path);
+    else
     if (self->epfd >= 0 && self->conns && self->idle) {
         for (int i = 0; i < self->connections; i++)
             self->conns [i].fd = -1;
@@ -664,6 +711,10 @@ main (int argc, char *argv [])
     for (int i = 0; self->conns && i < self->connections; i++)
         if (self->conns [i].fd >= 0)
             close (self->conns [i].fd);
+    if (self->log && fclose (self->log)) {
+        fprintf (stderr, "bench-loadgen: cannot write %s\n", self->log_path);
+        rc = 1;
+    }
     free (self->conns);
     free (self->idle);
     if (self->epfd >= 0)

@@ -18,6 +18,13 @@ out, so a dispatcher failover loses nothing and applies nothing twice.
                            {"status": 409, "body": {...}}
     GET  /healthz
 
+With --log FILE, one line per new order (the first delivery of a dispatch
+id), written when its body has been read, for the benchmarks (bench/e2e.py
+joins it with the load generator's log):
+    DISPATCH_ID TICKET_ID MONOTONIC_NS WALL_US
+(time.monotonic_ns() is CLOCK_MONOTONIC on Linux, the clock bench-loadgen
+uses, so the two compare on one machine.)
+
 Dialects describe one department system's API (order path, answer path,
 answer body). "police" is the police incident system of
 services/adapter-police/mapping.c, "urban" the digital urban-management
@@ -46,10 +53,16 @@ class Dialect:
     name = None
     order_path = None       # where the adapter POSTs orders
     answer_path = None      # where we POST answers on the adapter's listener
+    ticket_field = None     # the order's field that holds our ticket id (--log)
 
     def order_key(self, headers, body):
         """The order's dispatch id: the Idempotency-Key header."""
         return headers.get("Idempotency-Key")
+
+    def ticket_of(self, body):
+        """Our ticket id as the order carries it, or "-"."""
+        value = body.get(self.ticket_field) if self.ticket_field else None
+        return value if isinstance(value, str) and value else "-"
 
     def check_order(self, body):
         """None, or a reason to refuse the order with 422."""
@@ -68,6 +81,7 @@ class PoliceDialect(Dialect):
     name = "police"
     order_path = "/incidents"
     answer_path = "/police/v1/status"
+    ticket_field = "case_no"
     STATUS = {"sign": "ACCEPTED", "return": "REJECTED", "extension": "NEED_TIME",
               "suspend": "ON_HOLD", "progress": "UPDATE", "resolve": "CLOSED"}
 
@@ -96,6 +110,7 @@ class UrbanDialect(Dialect):
     name = "urban"
     order_path = "/cases"
     answer_path = "/urban/v1/feedback"
+    ticket_field = "case_no"
     ACTION = {"sign": "签收", "return": "退回", "extension": "延期",
               "suspend": "挂账", "progress": "进展", "resolve": "办结"}
 
@@ -130,6 +145,7 @@ class CivilDialect(Dialect):
     name = "civil"
     order_path = "/cases"
     answer_path = "/civil/v1/events"
+    ticket_field = "ticket_no"
     EVENT = {"sign": "ACCEPT", "return": "RETURN", "extension": "EXTEND",
              "suspend": "SUSPEND", "progress": "VISIT", "resolve": "COMPLETE"}
 
@@ -183,10 +199,13 @@ class Simulator:
         self.pool = ThreadPoolExecutor(max_workers=8)
         self.stopping = False
         self.started = time.monotonic()
+        # --log: line-buffered, written under self.lock
+        self.log = open(args.log, "w", encoding="utf-8", buffering=1) if args.log else None
 
     # ---- orders ----
 
     def take_order(self, headers, raw):
+        received_ns, received_wall_us = time.monotonic_ns(), time.time_ns() // 1000
         try:
             body = json.loads(raw.decode("utf-8"))
         except ValueError:
@@ -212,6 +231,9 @@ class Simulator:
             self.per_id[key] = count
             if count > 1:
                 return 200, {"duplicate": True, "incident_key": key}
+            if self.log:
+                self.log.write("%s %s %d %d\n" % (key, self.dialect.ticket_of(body),
+                                                  received_ns, received_wall_us))
             if len(self.orders) < 1000:
                 self.orders[key] = body
             plan = self.plan(self.dialect.is_lead(body))
@@ -385,6 +407,8 @@ def main(argv=None):
                    help="how long one answer is retried on 503 / no answer")
     p.add_argument("--max-orders", type=int, default=100000)
     p.add_argument("--max-seconds", type=float, default=0, help="stop after this long (0: never)")
+    p.add_argument("--log", metavar="FILE", help="one line per new order: DISPATCH_ID TICKET_ID "
+                   "MONOTONIC_NS WALL_US (for the benchmarks)")
     p.add_argument("--verbose", action="store_true")
     args = p.parse_args(argv)
     host, _, port = args.listen.rpartition(":")
@@ -411,6 +435,9 @@ def main(argv=None):
             sim.queue_cond.notify_all()
         server.server_close()
         sim.pool.shutdown(wait=False)
+        if sim.log:
+            with sim.lock:
+                sim.log.close()
     return 0
 
 
