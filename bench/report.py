@@ -39,6 +39,26 @@ def ms(us):
     return "%.2f" % (us / 1000.0)
 
 
+def runs_of(raw, prefix):
+    """Every numbered run PREFIX_1, PREFIX_2, ... that exists."""
+    runs = []
+    i = 1
+    while True:
+        r = load(raw, "%s_%d" % (prefix, i))
+        if r is None:
+            return runs
+        runs.append(r)
+        i += 1
+
+
+def median_by(runs, key):
+    """The run with the median value of key(run), or None."""
+    if not runs:
+        return None
+    ordered = sorted(runs, key=key)
+    return ordered[len(ordered) // 2]
+
+
 def main():
     raw, out_path = sys.argv[1], sys.argv[2]
     results = {"machine": load(raw, "machine") or {}, "scenarios": {}}
@@ -96,7 +116,7 @@ def main():
     memory = load(raw, "memory")
     if memory:
         summary["bytes_per_open_ticket"] = memory["bytes_per_open_ticket"]
-        lines.append("memory   %.0f bytes per open ticket (5 events, %d timers, indexes); "
+        lines.append("memory   %.0f bytes per open ticket (5 events, %.1f timers, indexes); "
                      "%.0f with the notifier outbox"
                      % (memory["bytes_per_open_ticket"], memory["timers_per_ticket"],
                         memory["bytes_per_ticket_with_outbox"]))
@@ -116,6 +136,76 @@ def main():
         summary["idle_rss_kib"] = rss
         lines.append("idle RSS " + "  ".join("%s %s" % (s, ("%.1f MiB" % (v / 1024.0)) if v else "not running")
                                             for s, v in sorted(rss.items())))
+
+    # ---- timers (bench-timers) ----
+    timer_fire = {}
+    for tick in (100, 10):
+        runs = runs_of(raw, "timers_fire_tick%d" % tick)
+        run = median_by(runs, lambda r: r["lateness_ms"]["p99"])
+        if run:
+            timer_fire[tick] = run
+            lat = run["lateness_ms"]
+            summary["timers_tick%d_lateness_p99_ms" % tick] = lat["p99"]
+            lines.append("timers   %d armed, %d fired at %.0f/s by the dispatcher (CIVICBUS_TIMER_MS=%d): "
+                         "lateness p50 %.1f p99 %.1f max %.1f ms, %d missing (runs p99: %s)"
+                         % (run["armed"], run["fired"], run["fire_rate"], tick, lat["p50"], lat["p99"],
+                            lat["max"], run["missing"],
+                            ", ".join("%.1f" % r["lateness_ms"]["p99"] for r in runs)))
+    arm_runs = [r for t in timer_fire for r in runs_of(raw, "timers_fire_tick%d" % t)]
+    claims = [c for c in (load(raw, "timers_claim_tick%d" % t) for t in (100, 10)) if c]
+    arm_runs += claims
+    arm = median_by(arm_runs, lambda r: r["arm_rate"])
+    if arm:
+        summary["timers_arm_rate"] = arm["arm_rate"]
+        lines.append("timers   (a) raw arming: %d members, ZADD each, pipeline %d: %.0f/s median "
+                     "(runs: %s); %.0f bytes per armed timer"
+                     % (arm["armed"], arm["pipeline"], arm["arm_rate"],
+                        ", ".join("%.0f" % r["arm_rate"] for r in arm_runs), arm["bytes_per_timer"]))
+    store = load(raw, "timers_store")
+    if store:
+        summary["timers_store_rate"] = store["timers_rate_in_dispatch"]
+        lines.append("timers   (b) store: %d tickets created+accepted+dispatched at %.0f/s; the dispatch "
+                     "changes armed %.1f timers each, %.0f timers/s (%.0f changes/s)"
+                     % (store["tickets"], store["tickets_rate"], store["timers_per_ticket"],
+                        store["timers_rate_in_dispatch"], store["dispatch_rate"]))
+    for claim in claims:
+        lat = claim["lateness_ms"]
+        summary["timers_claim_tick%d_lateness_p99_ms" % claim["tick_ms"]] = lat["p99"]
+        lines.append("timers   claim path alone (timers_claim_all every %d ms, batch %d): lateness "
+                     "p50 %.1f p99 %.1f max %.1f ms; %.2f ms per call"
+                     % (claim["tick_ms"], claim["batch"], lat["p50"], lat["p99"], lat["max"],
+                        claim["claim_call_ms"]))
+
+    # ---- end to end ----
+    e2e = {}
+    for name in ("c_1000", "c_80pct", "c_100", "py_100"):
+        runs = [r for r in runs_of(raw, "e2e_" + name) if r["e2e_ms"]["p99"] is not None]
+        run = median_by(runs, lambda r: r["e2e_ms"]["p99"])
+        if not run:
+            continue
+        e2e[name] = run
+        load_run = load(raw, "e2e_%s_load" % run["label"])
+        lat = run["e2e_ms"]
+        summary["e2e_%s_p99_ms" % name] = lat["p99"]
+        lines.append("e2e      %-8s %s: p50 %.1f p99 %.1f max %.1f ms; %d of %d received%s (runs p99: %s)"
+                     % (name, ("at %.0f/s" % load_run["target_rate"]) if load_run else "",
+                        lat["p50"], lat["p99"], lat["max"], run["received"], run["posted"],
+                        ", %d MISSING" % run["missing"] if run["missing"] else "",
+                        ", ".join("%.1f" % r["e2e_ms"]["p99"] for r in runs)))
+    e2e_max = load(raw, "e2e_max")
+    if e2e_max:
+        summary["e2e_max_rate"] = e2e_max["max_rate"]
+        lines.append("e2e      maximum: orders reach the department at %d/s with the intake flat out "
+                     "(%d/s taken), adapter capacity %d" % (e2e_max["max_rate"], e2e_max["intake_rate"],
+                                                           e2e_max["capacity"]))
+    for receiver in ("c", "py"):
+        ceiling = load(raw, "e2e_ceiling_" + receiver)
+        if ceiling:
+            rate = ceiling["completed"] / ceiling["duration_s"]
+            summary["dept_receiver_%s_ceiling" % receiver] = round(rate)
+            lines.append("e2e      department receiver %s flat out (16 conns): %.0f answers/s %s"
+                         % ({"c": "bench-dept_receiver", "py": "department_sim.py"}[receiver], rate,
+                            ceiling["statuses"]))
 
     # ---- targets (issue #7) ----
     def target(name, ok, detail):
@@ -141,6 +231,21 @@ def main():
     if rss:
         worst = max((v for v in rss.values() if v), default=0)
         target("every service < 32 MiB idle", worst < 32 * 1024, "max %.1f MiB" % (worst / 1024.0))
+    if arm:
+        target("1,000,000 timers armed at >= 100,000/s", arm["arm_rate"] >= 100000,
+               "%.0f/s (raw members)" % arm["arm_rate"])
+    if 100 in timer_fire:
+        p99 = timer_fire[100]["lateness_ms"]["p99"]
+        target("timer lateness p99 <= 50 ms, 1 M armed", p99 <= 50 and timer_fire[100]["missing"] == 0,
+               "%.1f ms (CIVICBUS_TIMER_MS 100)" % p99)
+    if 10 in timer_fire:
+        p99 = timer_fire[10]["lateness_ms"]["p99"]
+        target("... with CIVICBUS_TIMER_MS=10", p99 <= 50 and timer_fire[10]["missing"] == 0,
+               "%.1f ms" % p99)
+    if "c_1000" in e2e:
+        run = e2e["c_1000"]
+        target("e2e p99 <= 10 ms at 1,000/s", run["e2e_ms"]["p99"] <= 10 and run["missing"] == 0,
+               "%.1f ms" % run["e2e_ms"]["p99"])
     results["summary"] = summary
     results["targets"] = targets
 
