@@ -53,7 +53,7 @@ typedef struct {
     char candidates [DUP_CANDIDATES][CB_TICKET_ID_MAX];
     bool candidate_valid [DUP_CANDIDATES];
     int n_candidates;
-    char drops [DUP_CANDIDATES][CB_TICKET_ID_MAX];
+    int drops [DUP_CANDIDATES];     //  candidates to drop from the index
     int n_drops;
     ts_create_t *create;
     char id [CB_TICKET_ID_MAX];
@@ -168,7 +168,8 @@ s_append (redis_batch_job_t *base, cb_redis_t *redis)
         }
         case S_CREATE: {
             for (int i = 0; i < job->n_drops; i++)
-                if (dup_drop_append (redis, &intake->dup_scripts, job->t, job->drops [i]))
+                if (dup_drop_append (redis, &intake->dup_scripts, job->t,
+                                     job->candidates [job->drops [i]]))
                     return -1;
             if (!job->create) {
                 ticket_actor_t actor = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, job->key.name,
@@ -234,7 +235,7 @@ s_reply_check (s_job_t *job, redisReply **replies, bool failed, const char *why)
             parent = job->candidates [i];
         else
         if (gone || final)
-            snprintf (job->drops [job->n_drops++], CB_TICKET_ID_MAX, "%s", job->candidates [i]);
+            job->drops [job->n_drops++] = i;
     }
     if (parent) {
         intake_t *intake = job->intake;
