@@ -71,6 +71,13 @@ void intake_pool_give (intake_pool_t *self, intake_worker_t *worker);
 /* ---- shared state ---- */
 
 typedef struct {
+    redis_batch_t *batch;
+    cb_script_t create_script;
+    dup_scripts_t dup_scripts;
+    zsock_t *doorbell;              //  PUSH to the dispatchers; NULL when it could not be made
+} intake_writer_t;
+
+typedef struct {
     //  Settings (read-only after start).
     const char *district;
     int idem_ttl_s;                 //  Idempotency-Key and (source, external_id)
@@ -78,12 +85,12 @@ typedef struct {
     //  Shared objects.
     httpd_t *httpd;                 //  the server: answers, breaker, counters
     intake_pool_t *pool;
-    //  The writer (writer.c): its batcher, the scripts it loads, and the
-    //  doorbell socket only its thread uses.
-    redis_batch_t *batch;
-    cb_script_t create_script;
-    dup_scripts_t dup_scripts;
-    zsock_t *doorbell;              //  PUSH to the dispatchers; NULL when it could not be made
+    //  The writers (writer.c): each with its batcher (thread and
+    //  connection), the scripts it loads and the doorbell socket only its
+    //  thread uses. Jobs are spread over them in turn.
+    intake_writer_t *writers;
+    size_t n_writers;
+    atomic_uint next_writer;
     citydata_t *citydata;
     apikey_cache_t *keys;           //  the keys httpd checks (Open311 reads api_key from the form)
     //  Counters (httpd_counter handles).
@@ -151,11 +158,12 @@ bool intake_same_request (const cb_ticket_t *a, const cb_ticket_t *b);
 
 //  Jobs per pipelined round at most.
 #define INTAKE_BATCH_MAX 256
-//  Makes the batcher and the doorbell socket and starts the writer thread
-//  (after intake_doors_start: the duplicate index must exist). 0 or -1.
+//  Makes `n_writers` writers (batcher, connection, doorbell socket each)
+//  and starts their threads (after intake_doors_start: the duplicate index
+//  must exist). 0 or -1.
 int intake_writer_start (intake_t *intake, const char *redis_url, int timeout_ms,
-                         const char *doorbell_endpoints);
-//  Finishes every queued job, stops the thread, frees; safe twice.
+                         const char *doorbell_endpoints, int n_writers);
+//  Finishes every queued job, stops the threads, frees; safe twice.
 void intake_writer_stop (intake_t *intake);
 //  Queues the store of a checked ticket under `idem_key`; `done` as
 //  intake_ticket_submit_async says.

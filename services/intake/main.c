@@ -35,6 +35,9 @@ static const cb_setting_t s_settings [] = {
     { "CIVICBUS_INTAKE_THREADS", "4", CB_SETTING_INT, 1, 256,
       "HTTP threads (reads borrow a Redis connection each; new tickets go through one "
       "pipelining writer)" },
+    { "CIVICBUS_INTAKE_WRITERS", "2", CB_SETTING_INT, 1, 16,
+      "writer threads, each pipelining new tickets' Redis work on its own connection "
+      "(while one waits for its replies another sends)" },
     { "CIVICBUS_INTAKE_MAX_BODY", "65536", CB_SETTING_INT, 1024, 16777216,
       "largest request body in bytes (larger: 413)" },
     { "CIVICBUS_INTAKE_CONN_LIMIT", "4096", CB_SETTING_INT, 1, 1000000,
@@ -225,7 +228,8 @@ main (int argc, char **argv)
     if (!intake.httpd || s_routes (&intake)
     ||  intake_doors_start (&intake, config, refresh_redis)
     ||  intake_writer_start (&intake, redis_url, timeout_ms,
-                             cb_config_str (config, "CIVICBUS_DOORBELL_ENDPOINTS")))
+                             cb_config_str (config, "CIVICBUS_DOORBELL_ENDPOINTS"),
+                             (int) cb_config_int (config, "CIVICBUS_INTAKE_WRITERS")))
         goto stop;
 
     //  Grids and catalogue before the first request, if Redis is there;

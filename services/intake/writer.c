@@ -43,6 +43,7 @@ typedef enum { S_FIND, S_CHECK, S_CREATE, S_AFTER, S_LOAD } s_stage_t;
 typedef struct {
     redis_batch_job_t job;          //  first: a job pointer is an s_job_t pointer
     intake_t *intake;
+    intake_writer_t *writer;        //  all its rounds on this one
     cb_ticket_t *t;
     apikey_info_t key;
     char idem [256];
@@ -71,13 +72,13 @@ s_dups_on (const s_job_t *job)
 }
 
 static void
-s_ring (intake_t *intake, const char *id)
+s_ring (intake_t *intake, intake_writer_t *writer, const char *id)
 {
     Civicbus__V1__Doorbell doorbell = CIVICBUS__V1__DOORBELL__INIT;
     doorbell.ticket_id = (char *) id;
     doorbell.reason = (char *) "received";
-    if (!intake->doorbell
-    ||  cb_bus_send (intake->doorbell, NULL, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_DOORBELL, id,
+    if (!writer->doorbell
+    ||  cb_bus_send (writer->doorbell, NULL, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_DOORBELL, id,
                      &doorbell.base)) {
         httpd_count (intake->httpd, intake->count_doorbells_dropped);
         cb_log (CB_LOG_DEBUG, "doorbell not sent", "ticket", id, NULL);
@@ -94,7 +95,7 @@ s_finish (s_job_t *job, intake_submit_result_t result)
     if (result == INTAKE_SUBMIT_CREATED) {
         //  The doorbell after the store (Redis confirmed it), from this
         //  thread, back to back with the round's others.
-        s_ring (intake, job->id);
+        s_ring (intake, job->writer, job->id);
         httpd_count (intake->httpd, intake->count_created);
         if (t->location && t->location->ungridded)
             httpd_count (intake->httpd, intake->count_ungridded);
@@ -149,9 +150,10 @@ s_append (redis_batch_job_t *base, cb_redis_t *redis)
 {
     s_job_t *job = (s_job_t *) base;
     intake_t *intake = job->intake;
+    intake_writer_t *writer = job->writer;
     switch (job->stage) {
         case S_FIND:
-            return dup_find_append (intake->duplicates, redis, &intake->dup_scripts, job->t,
+            return dup_find_append (intake->duplicates, redis, &writer->dup_scripts, job->t,
                                     cb_clock_now_ms ()) ? -1 : 1;
         case S_CHECK: {
             int n = 0;
@@ -168,7 +170,7 @@ s_append (redis_batch_job_t *base, cb_redis_t *redis)
         }
         case S_CREATE: {
             for (int i = 0; i < job->n_drops; i++)
-                if (dup_drop_append (redis, &intake->dup_scripts, job->t,
+                if (dup_drop_append (redis, &writer->dup_scripts, job->t,
                                      job->candidates [job->drops [i]]))
                     return -1;
             if (!job->create) {
@@ -179,14 +181,14 @@ s_append (redis_batch_job_t *base, cb_redis_t *redis)
                 if (!job->create)
                     return job->n_drops;    //  out of memory: the reply says so
             }
-            return ts_create_append (job->create, redis, &intake->create_script)
+            return ts_create_append (job->create, redis, &writer->create_script)
                  ? -1 : job->n_drops + 1;
         }
         case S_AFTER: {
             bool duplicate = job->t->probable_duplicate_of && *job->t->probable_duplicate_of;
             int n = dup_kpi_count_append (redis, job->t, duplicate, job->t->created_ms);
             //  A flagged report is not indexed: later reports point at the original.
-            int added = n < 0 || duplicate ? 0 : dup_add_append (redis, &intake->dup_scripts, job->t);
+            int added = n < 0 || duplicate ? 0 : dup_add_append (redis, &writer->dup_scripts, job->t);
             return n < 0 || added < 0 ? -1 : n + added;
         }
         case S_LOAD: {
@@ -325,32 +327,46 @@ s_reply (redis_batch_job_t *base, redisReply **replies, size_t n, bool failed, c
 
 int
 intake_writer_start (intake_t *intake, const char *redis_url, int timeout_ms,
-                     const char *doorbell_endpoints)
+                     const char *doorbell_endpoints, int n_writers)
 {
-    intake->create_script = (cb_script_t) CB_SCRIPT (ticket_store_create_source ());
-    dup_scripts_init (&intake->dup_scripts);
-    intake->batch = redis_batch_new (redis_url, timeout_ms, INTAKE_BATCH_MAX);
-    if (!intake->batch)
+    intake->writers = calloc ((size_t) n_writers, sizeof *intake->writers);
+    if (!intake->writers)
         return -1;
-    //  Without a doorbell socket the intake still works: the dispatcher's
-    //  sweep finds every stored ticket, only later.
-    intake->doorbell = cb_bus_push_new (doorbell_endpoints);
-    if (redis_batch_script (intake->batch, &intake->create_script)
-    ||  redis_batch_script (intake->batch, &intake->dup_scripts.find)
-    ||  redis_batch_script (intake->batch, &intake->dup_scripts.add)
-    ||  redis_batch_script (intake->batch, &intake->dup_scripts.drop)
-    ||  redis_batch_start (intake->batch))
-        return -1;
+    intake->n_writers = (size_t) n_writers;
+    atomic_init (&intake->next_writer, 0);
+    for (size_t i = 0; i < intake->n_writers; i++) {
+        intake_writer_t *writer = &intake->writers [i];
+        writer->create_script = (cb_script_t) CB_SCRIPT (ticket_store_create_source ());
+        dup_scripts_init (&writer->dup_scripts);
+        writer->batch = redis_batch_new (redis_url, timeout_ms, INTAKE_BATCH_MAX);
+        if (!writer->batch)
+            return -1;
+        //  Without a doorbell socket the intake still works: the
+        //  dispatcher's sweep finds every stored ticket, only later.
+        writer->doorbell = cb_bus_push_new (doorbell_endpoints);
+        if (redis_batch_script (writer->batch, &writer->create_script)
+        ||  redis_batch_script (writer->batch, &writer->dup_scripts.find)
+        ||  redis_batch_script (writer->batch, &writer->dup_scripts.add)
+        ||  redis_batch_script (writer->batch, &writer->dup_scripts.drop)
+        ||  redis_batch_start (writer->batch))
+            return -1;
+    }
     return 0;
 }
 
 void
 intake_writer_stop (intake_t *intake)
 {
-    if (intake->batch)
-        redis_batch_stop (intake->batch);     //  in-flight batches finish
-    redis_batch_destroy (&intake->batch);
-    zsock_destroy (&intake->doorbell);
+    for (size_t i = 0; i < intake->n_writers; i++)
+        if (intake->writers [i].batch)
+            redis_batch_stop (intake->writers [i].batch);     //  in-flight batches finish
+    for (size_t i = 0; i < intake->n_writers; i++) {
+        redis_batch_destroy (&intake->writers [i].batch);
+        zsock_destroy (&intake->writers [i].doorbell);
+    }
+    free (intake->writers);
+    intake->writers = NULL;
+    intake->n_writers = 0;
 }
 
 void
@@ -367,6 +383,10 @@ intake_writer_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t
     }
     job->job = (redis_batch_job_t) { .append = s_append, .reply = s_reply };
     job->intake = intake;
+    //  In turn over the writers: while one waits for its round's replies,
+    //  another sends (one connection is one round in flight at a time).
+    unsigned turn = atomic_fetch_add_explicit (&intake->next_writer, 1, memory_order_relaxed);
+    job->writer = &intake->writers [turn % intake->n_writers];
     job->t = t;
     job->key = *key;
     snprintf (job->idem, sizeof job->idem, "%s", idem_key);
@@ -376,7 +396,7 @@ intake_writer_submit (intake_t *intake, const apikey_info_t *key, cb_ticket_t *t
     job->out = out;
     job->done = done;
     job->done_arg = arg;
-    if (redis_batch_submit (intake->batch, &job->job)) {
+    if (redis_batch_submit (job->writer->batch, &job->job)) {
         free (job);
         out->result = INTAKE_SUBMIT_UNAVAILABLE;
         out->unavailable = "stopping";
