@@ -112,6 +112,7 @@ struct _httpd_request_t {
     atomic_int defer_state;             //  S_DEFER_*
     httpd_resume_fn *resume_fn;
     void *resume_arg;
+    bool closed;                        //  the connection ended: answers go nowhere
 };
 
 static const char s_json_type [] = "application/json; charset=utf-8";
@@ -121,6 +122,10 @@ static const char s_json_type [] = "application/json; charset=utf-8";
 static int
 s_queue (httpd_request_t *req, int status, char *body, size_t len, const char *type)
 {
+    if (req->closed) {
+        free (body);
+        return -1;
+    }
     struct MHD_Response *response =
         MHD_create_response_from_buffer (len, body, MHD_RESPMEM_MUST_FREE);
     if (!response) {
@@ -608,6 +613,14 @@ s_completed (void *cls, struct MHD_Connection *conn, void **con_cls,
     httpd_request_t *req = *con_cls;
     if (!req)
         return;
+    //  Resumed, but the connection ended before its thread answered (the
+    //  client left while it was suspended): the answer still runs, so its
+    //  owner frees what it holds, and goes nowhere.
+    if (atomic_exchange (&req->defer_state, S_DEFER_NONE) == S_DEFER_READY) {
+        req->closed = true;
+        req->resume_fn (req, req->resume_arg);
+        atomic_fetch_sub (&self->deferred, 1);
+    }
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && !req->status)
         httpd_count (self, S_COUNT_ABORTED);
     int status = toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? req->status : 0;

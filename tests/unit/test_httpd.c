@@ -252,12 +252,36 @@ test_stop_waits_for_deferred (void **state)
     pthread_cond_destroy (&held.cond);
 }
 
+static void
+test_client_gone_while_deferred (void **state)
+{
+    (void) state;
+    s_held_t held = { .held = NULL };
+    pthread_mutex_init (&held.lock, NULL);
+    pthread_cond_init (&held.cond, NULL);
+    int port;
+    httpd_t *httpd = s_server (&held, &port);
+    int a = s_connect (port);
+    s_send (a, "POST", "/held", "{}");
+    httpd_request_t *req = s_wait_held (&held);
+    close (a);                      //  the client leaves while it waits
+    httpd_resume (req);
+    //  The answer ran once (its owner could free), and the stop does not
+    //  wait for it forever.
+    httpd_stop (httpd, 1000);
+    assert_int_equal (held.answered, 1);
+    httpd_destroy (&httpd);
+    pthread_mutex_destroy (&held.lock);
+    pthread_cond_destroy (&held.cond);
+}
+
 int
 main (void)
 {
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_deferred_answer_frees_the_thread),
         cmocka_unit_test (test_stop_waits_for_deferred),
+        cmocka_unit_test (test_client_gone_while_deferred),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

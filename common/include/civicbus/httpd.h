@@ -173,7 +173,9 @@ const apikey_info_t *httpd_request_key (httpd_request_t *req);
 
 //  The answer of a deferred request, on the connection's own thread once
 //  httpd_resume was called: answers with an httpd_reply_* function and
-//  returns what it returned (as a handler does).
+//  returns what it returned (as a handler does). Runs exactly once per
+//  httpd_defer, also when the client left meanwhile (its answers then
+//  return -1 and go nowhere), so it may free what the request held.
 typedef int (httpd_resume_fn) (httpd_request_t *req, void *arg);
 
 //  In a handler, for an answer that another thread will have ready later
