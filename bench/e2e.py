@@ -62,6 +62,10 @@ def main(argv=None):
                 received[ticket] = at
     e2e = sorted((received[t] - at) / 1e6 for t, at in posted.items() if t in received)
     missing = sum(1 for t in posted if t not in received)
+    # The rate orders reached the department: measured orders over the span
+    # of their arrivals (the end-to-end maximum when the load exceeds it).
+    arrivals = sorted(received[t] for t in posted if t in received)
+    span_s = (arrivals[-1] - arrivals[0]) / 1e9 if len(arrivals) > 1 else 0
     first = min(posted.values()) if posted else 0
     last = max(posted.values()) if posted else 0
     result = {
@@ -72,6 +76,7 @@ def main(argv=None):
         "missing": missing,
         "repeated_deliveries": repeats,
         "window_s": round((last - first) / 1e9, 2),
+        "arrival_rate": round(len(arrivals) / span_s, 1) if span_s else None,
         "e2e_ms": {
             "p50": quantile(e2e, 0.50), "p90": quantile(e2e, 0.90),
             "p99": quantile(e2e, 0.99), "p999": quantile(e2e, 0.999),
