@@ -1,7 +1,8 @@
 /*  delivery.c — orders from dspq:{bNN} to the departments' adapters, and
     what their ACKs and NACKs change (docs/PROTOCOL.md, "Dispatch delivery").
 
-    Every SEND_MS the due entries of all 64 queues are read in one
+    Every SEND_MS, and SEND_SOON_MS after a new dispatch or an ACK (so an
+    order does not wait for the next turn), the due entries of all 64 queues are read in one
     pipelined round trip (ZRANGEBYSCORE, O(log N + M) per bucket, at most
     DUE_PER_BUCKET each), and each is sent to a live adapter of its
     department with room for it, preferring one other than the adapter that
@@ -32,6 +33,8 @@
 #include <string.h>
 
 #define SEND_MS          100
+#define SEND_SOON_MS     5       //  after a new dispatch or a freed slot
+#define NO_ADAPTER_MS    1000    //  an entry nobody can take now waits this long
 #define DUE_PER_BUCKET   32
 #define CONFLICT_TRIES   5
 #define BACKOFF_MAX      8
@@ -139,8 +142,13 @@ s_send_one (self_t *self, const char *member)
                 "department", department, NULL);
     }
     adapter_t *adapter = departments_pick (self, department, tries ? tries->last_routing : NULL);
-    if (!adapter)
+    if (!adapter) {
+        //  No live adapter of the department has room: step aside, so the
+        //  entries behind this one (other departments') are not blocked at
+        //  the head of the queue. A HELLO or a freed slot sends again at once.
+        s_reschedule (self, member, cb_clock_now_ms () + NO_ADAPTER_MS);
         return false;
+    }
 
     char dsp_key [96], dispatch_id [DISPATCH_ID_MAX];
     if (ts_key (dsp_key, sizeof dsp_key, "dsp", ticket_id))
@@ -312,6 +320,14 @@ s_record (self_t *self, adapter_t *adapter, const char *dispatch_id, const char 
 /* ---- public ---- */
 
 void
+delivery_soon (self_t *self)
+{
+    int64_t soon = cb_clock_mono_ms () + SEND_SOON_MS;
+    if (self->next_send_ms > soon)
+        self->next_send_ms = soon;
+}
+
+void
 delivery_send_due (self_t *self)
 {
     self->next_send_ms = cb_clock_mono_ms () + SEND_MS;
@@ -368,6 +384,8 @@ delivery_on_ack (self_t *self, adapter_t *adapter, const char *dispatch_id)
         attempt = tries ? tries->count : 1;
     zhashx_delete (self->attempts, member);
     s_record (self, adapter, dispatch_id, ticket_id, department, attempt, false, NULL);
+    //  The adapter has room again: what waits for it goes out now.
+    delivery_soon (self);
 }
 
 void

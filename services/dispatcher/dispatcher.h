@@ -146,6 +146,9 @@ bool departments_any_live (self_t *self);
 /* ---- delivery.c ---- */
 
 //  Sends due orders from dspq:{bNN} to live adapters.
+//  Makes the next delivery turn come within a few milliseconds (after a new
+//  dispatch was stored, or an adapter freed a slot).
+void delivery_soon (self_t *self);
 void delivery_send_due (self_t *self);
 //  An ACK / NACK for a dispatch id from `adapter`.
 void delivery_on_ack (self_t *self, adapter_t *adapter, const char *dispatch_id);

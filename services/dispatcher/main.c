@@ -399,6 +399,7 @@ dispatcher_handle_ticket (self_t *self, const char *id)
         if (rc == TS_OK) {
             if (plan.verdict == DISPATCH_ROUTED) {
                 self->stats.dispatched++;
+                delivery_soon (self);
                 cb_log (CB_LOG_INFO, "dispatched", "ticket", id,
                         "department", plan.route.department, "policy", plan.route.policy, NULL);
             }

@@ -262,6 +262,34 @@ class DepartmentProtocolTest(harness.ClusterTestCase):
             self.assertEqual(self.types(t).count("delivered"), 1)
             self.assertEqual(td.queued_orders(self.dep.r, t), [])
 
+    def test_e_department_without_adapter_does_not_block_others(self):
+        # 40 due orders for urban (no urban adapter runs here) at the head of
+        # every bucket's queue: more than one delivery turn reads per bucket.
+        # They must step aside, or no police order behind them would go out.
+        r = self.dep.r
+        blocked = []
+        for b in range(64):
+            members = []
+            for seq in range(40):
+                tid = f"320105-20260101-{(1000 + seq) * 64 + b:09d}"
+                members += [1, f"{tid}|urban"]
+                blocked.append((b, f"{tid}|urban"))
+            r("ZADD", f"dspq:{{b{b:02d}}}", *members)
+        try:
+            port = harness.free_port()
+            sim = self.start_sim("sim-e", port)
+            self.start_adapter("police-e", "police-1", port, sim)
+            harness.wait_until(lambda: self.ready(port), 20, what="police-e registered")
+            ticket_id, dispatch_id = self.post_police_ticket()
+            harness.wait_until(lambda: dispatch_id in self.sim_stats(sim)["per_id"], 30,
+                               what="the police order past the urban ones")
+            # The urban entries are still queued (nobody took them), later.
+            b, member = blocked[0]
+            self.assertIsNotNone(r("ZSCORE", f"dspq:{{b{b:02d}}}", member))
+        finally:
+            for b, member in blocked:
+                r("ZREM", f"dspq:{{b{b:02d}}}", member)
+
     def test_z_dispatcher_killed_during_replies(self):
         port = harness.free_port()
         sim = self.start_sim("sim-z", port, "--sign-delay-ms", "100", "--resolve-delay-ms", "300")
