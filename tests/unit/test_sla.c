@@ -673,84 +673,87 @@ test_catalog_policies_defined (void **state)
     assert_int_equal (sla_stage_from_name (NULL), -1);
 }
 
+#define HEAD "{\"version\": \"v\", \"default\": \"p\", \"policies\": {\"p\": "
+//  The error cases of test_json_errors (at file scope: their braces inside
+//  string literals would confuse simple readers of test bodies).
+static const struct { const char *json; const char *error; } s_json_error_cases [] = {
+    { "{", "not JSON" },
+    { "[]", "must be a JSON object" },
+    { "{\"default\": \"p\", \"policies\": {\"p\": {}}}", "version:" },
+    { "{\"version\": \"\", \"default\": \"p\", \"policies\": {\"p\": {}}}", "version:" },
+    { "{\"version\": \"v\", \"policies\": {\"p\": {}}}", "default:" },
+    { "{\"version\": \"v\", \"default\": \"q\", \"policies\": {\"p\": {}}}",
+      "default: 'q' is not one of the policies" },
+    { "{\"version\": \"v\", \"default\": \"p\", \"policies\": {}}", "policies:" },
+    { "{\"version\": \"v\", \"default\": \"p\", \"policy\": {}}", "unknown field 'policy'" },
+    { "{\"version\": \"v\", \"default\": \"P\", \"policies\": {\"P\": {}}}",
+      "policies.P: a policy name" },
+    { HEAD "[]}}", "policies.p: must be an object" },
+    { HEAD "{\"warn_shre\": 0.5}}}", "policies.p: unknown field 'warn_shre'" },
+    { HEAD "{\"warn_share\": 0}}}", "policies.p.warn_share" },
+    { HEAD "{\"warn_share\": 1.5}}}", "policies.p.warn_share" },
+    { HEAD "{\"sign\": {\"limit\": {\"hours\": 1}, \"warn_share\": \"x\"}}}}",
+      "policies.p.sign.warn_share" },
+    { HEAD "{\"extension_max_working_days\": 31}}}", "policies.p.extension_max_working_days" },
+    { HEAD "{\"sign\": {}}}}", "policies.p.sign: missing 'limit'" },
+    { HEAD "{\"sign\": 5}}}", "policies.p.sign: must be an object" },
+    { HEAD "{\"sign\": {\"limit\": {\"workinghours\": 4}}}}}",
+      "policies.p.sign.limit: 'workinghours' is not a unit" },
+    { HEAD "{\"sign\": {\"limit\": {\"hours\": 1, \"minutes\": 5}}}}}",
+      "policies.p.sign.limit: must be an object with exactly one" },
+    { HEAD "{\"sign\": {\"limit\": {\"hours\": 0}}}}}", "policies.p.sign.limit.hours: 0 is out of range" },
+    { HEAD "{\"sign\": {\"limit\": {\"hours\": -1}}}}}", "policies.p.sign.limit.hours" },
+    { HEAD "{\"sign\": {\"limit\": {\"hours\": \"2\"}}}}}",
+      "policies.p.sign.limit.hours: must be a number" },
+    { HEAD "{\"sign\": {\"limit\": {\"working_days\": 2000000}}}}}",
+      "policies.p.sign.limit.working_days" },
+    { HEAD "{\"stamp\": {\"limit\": {\"hours\": 1}}}}}", "policies.p: unknown field 'stamp'" },
+    { HEAD "{\"urgent\": {\"stamp\": {}}}}}", "policies.p.urgent: unknown field 'stamp'" },
+    { HEAD "{\"urgent\": {\"resolve\": {\"limit\": {}}}}}}",
+      "policies.p.urgent.resolve.limit" },
+    { HEAD "{\"escalation\": {}}}}", "policies.p.escalation: must be an array" },
+    { HEAD "{\"escalation\": [1,2,3,4,5]}}}", "policies.p.escalation: must be an array of at most" },
+    { HEAD "{\"escalation\": [{\"level\": 1, \"card\": \"red\", \"notify\": \"street\"}]}}}",
+      "policies.p.escalation[0]: missing 'after'" },
+    { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 0, \"card\": \"red\","
+      "\"notify\": \"street\"}]}}}", "policies.p.escalation[0].level" },
+    { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 5, \"card\": \"red\","
+      "\"notify\": \"street\"}]}}}", "policies.p.escalation[0].level" },
+    { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 2, \"card\": \"red\","
+      "\"notify\": \"street\"}, {\"after\": {\"hours\": 1}, \"level\": 2, \"card\": \"red\","
+      "\"notify\": \"district\"}]}}}", "policies.p.escalation[1].level: levels must rise" },
+    { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 1, \"card\": \"blue\","
+      "\"notify\": \"street\"}]}}}", "policies.p.escalation[0].card" },
+    { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 1, \"card\": \"red\","
+      "\"notify\": \"city\"}]}}}", "policies.p.escalation[0].notify" },
+    { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 1, \"card\": \"red\","
+      "\"notify\": \"street\", \"who\": 1}]}}}", "policies.p.escalation[0]: unknown field 'who'" },
+    { HEAD "{\"resolve\": {\"limit\": {\"hours\": 1}, \"escalation\": [{\"after\": "
+      "{\"eons\": 1}, \"level\": 1, \"card\": \"red\", \"notify\": \"street\"}]}}}}",
+      "policies.p.resolve.escalation[0].after: 'eons' is not a unit" },
+    { "{\"version\": \"v\", \"default\": \"p\", \"escalation\": [{}], \"policies\": {\"p\": {}}}",
+      "(top).escalation[0]: missing 'after'" },
+    { "{\"version\": \"v\", \"default\": \"p\", \"urgent_escalation\": 3, \"policies\": {\"p\": {}}}",
+      "(top).urgent.escalation: must be an array" },
+    { HEAD "{\"urgent\": {\"escalation\": [{\"after\": {\"hours\": 1}, \"level\": 1, "
+      "\"card\": \"pink\", \"notify\": \"street\"}]}}}}", "policies.p.urgent.escalation[0].card" },
+    { "{\"version\": \"v\", \"default\": \"p\", \"policies\": {\"p\": {}, \"p\": {}}}",
+      "not JSON" },
+};
+
 static void
 test_json_errors (void **state)
 {
     (void) state;
-    #define HEAD "{\"version\": \"v\", \"default\": \"p\", \"policies\": {\"p\": "
-    static const struct { const char *json; const char *error; } cases [] = {
-        { "{", "not JSON" },
-        { "[]", "must be a JSON object" },
-        { "{\"default\": \"p\", \"policies\": {\"p\": {}}}", "version:" },
-        { "{\"version\": \"\", \"default\": \"p\", \"policies\": {\"p\": {}}}", "version:" },
-        { "{\"version\": \"v\", \"policies\": {\"p\": {}}}", "default:" },
-        { "{\"version\": \"v\", \"default\": \"q\", \"policies\": {\"p\": {}}}",
-          "default: 'q' is not one of the policies" },
-        { "{\"version\": \"v\", \"default\": \"p\", \"policies\": {}}", "policies:" },
-        { "{\"version\": \"v\", \"default\": \"p\", \"policy\": {}}", "unknown field 'policy'" },
-        { "{\"version\": \"v\", \"default\": \"P\", \"policies\": {\"P\": {}}}",
-          "policies.P: a policy name" },
-        { HEAD "[]}}", "policies.p: must be an object" },
-        { HEAD "{\"warn_shre\": 0.5}}}", "policies.p: unknown field 'warn_shre'" },
-        { HEAD "{\"warn_share\": 0}}}", "policies.p.warn_share" },
-        { HEAD "{\"warn_share\": 1.5}}}", "policies.p.warn_share" },
-        { HEAD "{\"sign\": {\"limit\": {\"hours\": 1}, \"warn_share\": \"x\"}}}}",
-          "policies.p.sign.warn_share" },
-        { HEAD "{\"extension_max_working_days\": 31}}}", "policies.p.extension_max_working_days" },
-        { HEAD "{\"sign\": {}}}}", "policies.p.sign: missing 'limit'" },
-        { HEAD "{\"sign\": 5}}}", "policies.p.sign: must be an object" },
-        { HEAD "{\"sign\": {\"limit\": {\"workinghours\": 4}}}}}",
-          "policies.p.sign.limit: 'workinghours' is not a unit" },
-        { HEAD "{\"sign\": {\"limit\": {\"hours\": 1, \"minutes\": 5}}}}}",
-          "policies.p.sign.limit: must be an object with exactly one" },
-        { HEAD "{\"sign\": {\"limit\": {\"hours\": 0}}}}}", "policies.p.sign.limit.hours: 0 is out of range" },
-        { HEAD "{\"sign\": {\"limit\": {\"hours\": -1}}}}}", "policies.p.sign.limit.hours" },
-        { HEAD "{\"sign\": {\"limit\": {\"hours\": \"2\"}}}}}",
-          "policies.p.sign.limit.hours: must be a number" },
-        { HEAD "{\"sign\": {\"limit\": {\"working_days\": 2000000}}}}}",
-          "policies.p.sign.limit.working_days" },
-        { HEAD "{\"stamp\": {\"limit\": {\"hours\": 1}}}}}", "policies.p: unknown field 'stamp'" },
-        { HEAD "{\"urgent\": {\"stamp\": {}}}}}", "policies.p.urgent: unknown field 'stamp'" },
-        { HEAD "{\"urgent\": {\"resolve\": {\"limit\": {}}}}}}",
-          "policies.p.urgent.resolve.limit" },
-        { HEAD "{\"escalation\": {}}}}", "policies.p.escalation: must be an array" },
-        { HEAD "{\"escalation\": [1,2,3,4,5]}}}", "policies.p.escalation: must be an array of at most" },
-        { HEAD "{\"escalation\": [{\"level\": 1, \"card\": \"red\", \"notify\": \"street\"}]}}}",
-          "policies.p.escalation[0]: missing 'after'" },
-        { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 0, \"card\": \"red\","
-          "\"notify\": \"street\"}]}}}", "policies.p.escalation[0].level" },
-        { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 5, \"card\": \"red\","
-          "\"notify\": \"street\"}]}}}", "policies.p.escalation[0].level" },
-        { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 2, \"card\": \"red\","
-          "\"notify\": \"street\"}, {\"after\": {\"hours\": 1}, \"level\": 2, \"card\": \"red\","
-          "\"notify\": \"district\"}]}}}", "policies.p.escalation[1].level: levels must rise" },
-        { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 1, \"card\": \"blue\","
-          "\"notify\": \"street\"}]}}}", "policies.p.escalation[0].card" },
-        { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 1, \"card\": \"red\","
-          "\"notify\": \"city\"}]}}}", "policies.p.escalation[0].notify" },
-        { HEAD "{\"escalation\": [{\"after\": {\"hours\": 0}, \"level\": 1, \"card\": \"red\","
-          "\"notify\": \"street\", \"who\": 1}]}}}", "policies.p.escalation[0]: unknown field 'who'" },
-        { HEAD "{\"resolve\": {\"limit\": {\"hours\": 1}, \"escalation\": [{\"after\": "
-          "{\"eons\": 1}, \"level\": 1, \"card\": \"red\", \"notify\": \"street\"}]}}}}",
-          "policies.p.resolve.escalation[0].after: 'eons' is not a unit" },
-        { "{\"version\": \"v\", \"default\": \"p\", \"escalation\": [{}], \"policies\": {\"p\": {}}}",
-          "(top).escalation[0]: missing 'after'" },
-        { "{\"version\": \"v\", \"default\": \"p\", \"urgent_escalation\": 3, \"policies\": {\"p\": {}}}",
-          "(top).urgent.escalation: must be an array" },
-        { HEAD "{\"urgent\": {\"escalation\": [{\"after\": {\"hours\": 1}, \"level\": 1, "
-          "\"card\": \"pink\", \"notify\": \"street\"}]}}}}", "policies.p.urgent.escalation[0].card" },
-        { "{\"version\": \"v\", \"default\": \"p\", \"policies\": {\"p\": {}, \"p\": {}}}",
-          "not JSON" },
-    };
     #undef HEAD
-    for (size_t i = 0; i < sizeof cases / sizeof cases [0]; i++) {
+    for (size_t i = 0; i < sizeof s_json_error_cases / sizeof s_json_error_cases [0]; i++) {
         char err [256] = "";
-        sla_policies_t *sla = sla_from_json (cases [i].json, strlen (cases [i].json), err,
+        sla_policies_t *sla = sla_from_json (s_json_error_cases [i].json, strlen (s_json_error_cases [i].json), err,
                                              sizeof err);
-        if (sla || !strstr (err, cases [i].error)) {
+        if (sla || !strstr (err, s_json_error_cases [i].error)) {
             sla_destroy (&sla);
             fail_msg ("case %zu: expected an error containing \"%s\", got \"%s\"", i,
-                      cases [i].error, err);
+                      s_json_error_cases [i].error, err);
         }
     }
     //  Descriptions and notes are allowed everywhere; a text that is not
