@@ -13,13 +13,12 @@
     exits 0. */
 
 #include "intake.h"
-#include "civicbus/clock.h"
+#include "civicbus/citydata_watch.h"
 #include "civicbus/log.h"
 #include "civicbus/service.h"
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #define S_REFRESH_MS 2000
 #define S_GRACE_MS 10000
@@ -147,26 +146,6 @@ s_routes (intake_t *intake)
         || intake->count_doorbells_dropped < 0 || intake->count_ungridded < 0 ? -1 : 0;
 }
 
-static void
-s_sleep_ms (int ms)
-{
-    struct timespec ts = { ms / 1000, (long) (ms % 1000) * 1000000L };
-    nanosleep (&ts, NULL);
-}
-
-//  Refreshes the city data, logging only changes of fortune.
-static void
-s_refresh (citydata_t *citydata, cb_redis_t *redis, bool *failing)
-{
-    int rc = citydata_refresh (citydata, redis);
-    if (rc < 0 && !*failing)
-        cb_log (CB_LOG_WARN, "city data not refreshed", "error", cb_redis_error (redis), NULL);
-    else
-    if (rc >= 0 && *failing)
-        cb_log (CB_LOG_INFO, "city data refresh works again", NULL);
-    *failing = rc < 0;
-}
-
 /* ---- main ---- */
 
 int
@@ -235,7 +214,7 @@ main (int argc, char **argv)
     //  Grids and catalogue before the first request, if Redis is there;
     //  if not, the intake serves 503s and picks them up when it returns.
     bool failing = false;
-    s_refresh (intake.citydata, refresh_redis, &failing);
+    citydata_refresh_logged (intake.citydata, refresh_redis, &failing);
     if (httpd_start (intake.httpd))
         goto stop;
     char threads [16];
@@ -243,14 +222,7 @@ main (int argc, char **argv)
     cb_log (CB_LOG_INFO, "ready", "listen", options.listen, "threads", threads,
             "redis", cb_redis_where (refresh_redis), NULL);
 
-    int64_t next_refresh = cb_clock_mono_ms () + S_REFRESH_MS;
-    while (!cb_service_stopping ()) {
-        s_sleep_ms (50);
-        if (cb_clock_mono_ms () >= next_refresh) {
-            s_refresh (intake.citydata, refresh_redis, &failing);
-            next_refresh = cb_clock_mono_ms () + S_REFRESH_MS;
-        }
-    }
+    citydata_watch_until_stopped (intake.citydata, refresh_redis, S_REFRESH_MS, &failing);
     cb_log (CB_LOG_INFO, "stopping", NULL);
     rc = 0;
 
