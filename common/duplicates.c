@@ -174,18 +174,30 @@ dup_index_find (dup_index_t *self, cb_redis_t *redis, ticket_store_t *store,
     return found;
 }
 
+//  The add script's arguments for a ticket: its category's keys, its point
+//  and its creation time.
+typedef struct {
+    char geo [128], times [128], lon [32], lat [32], created [24];
+} s_add_args_t;
+
+static void
+s_add_args (const cb_ticket_t *t, s_add_args_t *a)
+{
+    s_keys (t->category, a->geo, a->times, sizeof a->geo);
+    snprintf (a->lon, sizeof a->lon, "%.7f", t->location->lon);
+    snprintf (a->lat, sizeof a->lat, "%.7f", t->location->lat);
+    snprintf (a->created, sizeof a->created, "%lld", (long long) t->created_ms);
+}
+
 int
 dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t)
 {
     assert (self && redis && t);
     if (!dup_applies (t) || pb_string_is_empty (t->id))
         return 0;
-    char geo [128], times [128], lon [32], lat [32], created [24];
-    s_keys (t->category, geo, times, sizeof geo);
-    snprintf (lon, sizeof lon, "%.7f", t->location->lon);
-    snprintf (lat, sizeof lat, "%.7f", t->location->lat);
-    snprintf (created, sizeof created, "%lld", (long long) t->created_ms);
-    const char *argv [] = { geo, times, lon, lat, t->id, created };
+    s_add_args_t a;
+    s_add_args (t, &a);
+    const char *argv [] = { a.geo, a.times, a.lon, a.lat, t->id, a.created };
     redisReply *reply = s_eval (&self->add, redis, 2, 6, argv);
     int rc = reply && reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
     if (reply)
@@ -251,12 +263,9 @@ dup_add_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t)
     assert (redis && scripts && t);
     if (!dup_applies (t) || pb_string_is_empty (t->id))
         return 0;
-    char geo [128], times [128], lon [32], lat [32], created [24];
-    s_keys (t->category, geo, times, sizeof geo);
-    snprintf (lon, sizeof lon, "%.7f", t->location->lon);
-    snprintf (lat, sizeof lat, "%.7f", t->location->lat);
-    snprintf (created, sizeof created, "%lld", (long long) t->created_ms);
-    const char *argv [] = { geo, times, lon, lat, t->id, created };
+    s_add_args_t a;
+    s_add_args (t, &a);
+    const char *argv [] = { a.geo, a.times, a.lon, a.lat, t->id, a.created };
     return cb_redis_append_eval (redis, &scripts->add, 2, 6, argv, NULL) ? -1 : 1;
 }
 
@@ -303,18 +312,8 @@ dup_kpi_area (const cb_ticket_t *t, char *buf, size_t cap)
 int
 dup_kpi_count (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate, int64_t now_ms)
 {
-    char reports [48], dups [48], area [96];
-    int day = cb_time_local_yyyymmdd (now_ms);
-    snprintf (reports, sizeof reports, "kpi:reports:%08d", day);
-    snprintf (dups, sizeof dups, "kpi:dup:%08d", day);
-    dup_kpi_area (t, area, sizeof area);
-    int n = 0, rc = 0;
-    rc |= cb_redis_append (redis, "HINCRBY %s %s 1", reports, area); n++;
-    rc |= cb_redis_append (redis, "EXPIRE %s %d", reports, DUP_KPI_TTL_S); n++;
-    if (duplicate) {
-        rc |= cb_redis_append (redis, "HINCRBY %s %s 1", dups, area); n++;
-        rc |= cb_redis_append (redis, "EXPIRE %s %d", dups, DUP_KPI_TTL_S); n++;
-    }
+    int n = dup_kpi_count_append (redis, t, duplicate, now_ms);
+    int rc = n < 0 ? -1 : 0;
     for (int i = 0; rc == 0 && i < n; i++) {
         redisReply *reply = cb_redis_get_reply (redis);
         if (!reply || reply->type == REDIS_REPLY_ERROR)
@@ -322,7 +321,7 @@ dup_kpi_count (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate, int64_t 
         if (reply)
             freeReplyObject (reply);
     }
-    return rc ? -1 : 0;
+    return rc;
 }
 
 static json_t *

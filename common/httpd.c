@@ -326,19 +326,17 @@ s_method_matches (const char *route_method, const char *method)
         && strcmp (route_method, MHD_HTTP_METHOD_GET) == 0;
 }
 
-//  "application/json", optionally with parameters; a charset, if named,
-//  must be UTF-8 (JSON has no other since RFC 8259).
-static bool
-s_is_json (const char *type)
+bool
+httpd_media_type_is (const char *content_type, const char *want)
 {
-    if (!type)
+    if (!content_type || !want)
         return false;
-    while (*type == ' ')
-        type++;
-    static const char want [] = "application/json";
-    if (strncasecmp (type, want, sizeof want - 1) != 0)
+    while (*content_type == ' ')
+        content_type++;
+    size_t len = strlen (want);
+    if (strncasecmp (content_type, want, len) != 0)
         return false;
-    const char *rest = type + sizeof want - 1;
+    const char *rest = content_type + len;
     while (*rest == ' ')
         rest++;
     if (*rest == 0)
@@ -351,8 +349,10 @@ s_is_json (const char *type)
     charset += 8;
     if (*charset == '"')
         charset++;
-    return strncasecmp (charset, "utf-8", 5) == 0
-        && (charset [5] == 0 || charset [5] == '"' || charset [5] == ';' || charset [5] == ' ');
+    size_t n = strncasecmp (charset, "utf-8", 5) == 0 ? 5
+             : strncasecmp (charset, "utf8", 4) == 0 ? 4 : 0;
+    return n && (charset [n] == 0 || charset [n] == '"' || charset [n] == ';'
+                 || charset [n] == ' ');
 }
 
 //  Checks `Authorization: Bearer <secret>` against the key cache, the
@@ -499,7 +499,8 @@ s_begin (httpd_request_t *req)
         return s_after_handler (req, found->handler (req, found->arg));
 
     if ((found->flags & HTTPD_BODY_JSON)
-    &&  !s_is_json (httpd_request_header (req, MHD_HTTP_HEADER_CONTENT_TYPE)))
+    &&  !httpd_media_type_is (httpd_request_header (req, MHD_HTTP_HEADER_CONTENT_TYPE),
+                             "application/json"))
         return s_result (httpd_reply_error (req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                             "unsupported_media_type", "",
                                             "send the body as Content-Type: application/json"));

@@ -228,8 +228,8 @@ s_fill_record (notify_record_t *rec, const char *did, int bucket, redisReply *co
     return 0;
 }
 
-static void
-s_record_clear (notify_record_t *rec)
+void
+notify_record_clear (notify_record_t *rec)
 {
     free (rec->recipient);
     free (rec->template_name);
@@ -299,7 +299,7 @@ void
 notify_records_free (notify_record_t *records, size_t count)
 {
     for (size_t i = 0; records && i < count; i++)
-        s_record_clear (&records [i]);
+        notify_record_clear (&records [i]);
     free (records);
 }
 
@@ -480,7 +480,7 @@ notify_queue_claim (notify_queue_t *self, int64_t now_ms, int64_t visibility_ms,
                 redisReply *did = reply->element [k];
                 if (s_fill_record (&list [n], did->type == REDIS_REPLY_STRING ? did->str : "",
                                    bucket, reply->element + k + 1)) {
-                    s_record_clear (&list [n]);
+                    notify_record_clear (&list [n]);
                     rc = NQ_ERROR;
                     break;
                 }
@@ -654,7 +654,7 @@ notify_queue_dead_list (notify_queue_t *self, size_t limit, notify_record_t **re
             list [j - 1] = tmp;
         }
     while (limit && n > limit)
-        s_record_clear (&list [--n]);
+        notify_record_clear (&list [--n]);
     *records = list;
     *count = n;
     return NQ_OK;

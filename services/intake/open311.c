@@ -677,34 +677,13 @@ s_created (const char *id)
     return json_pack ("[{s:s, s:s}]", "service_request_id", id, "service_notice", notice);
 }
 
-static bool
-s_is_form (const char *content_type)
-{
-    if (!content_type)
-        return false;
-    while (*content_type == ' ')
-        content_type++;
-    static const char want [] = "application/x-www-form-urlencoded";
-    if (strncasecmp (content_type, want, sizeof want - 1) != 0)
-        return false;
-    const char *rest = content_type + sizeof want - 1;
-    if (*rest && *rest != ';' && *rest != ' ')
-        return false;
-    const char *charset = strcasestr (rest, "charset=");
-    if (!charset)
-        return true;
-    charset += 8;
-    if (*charset == '"')
-        charset++;
-    return strncasecmp (charset, "utf-8", 5) == 0 || strncasecmp (charset, "utf8", 4) == 0;
-}
-
 //  The form of a POST: 0 with *form filled; else an answer was queued and
 //  *result holds it.
 static int
 s_read_form (httpd_request_t *req, open311_format_t format, open311_form_t *form, int *result)
 {
-    if (!s_is_form (httpd_request_header (req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+    if (!httpd_media_type_is (httpd_request_header (req, MHD_HTTP_HEADER_CONTENT_TYPE),
+                              "application/x-www-form-urlencoded")) {
         *result = open311_reply_error (req, format, MHD_HTTP_BAD_REQUEST,
             "send the form as Content-Type: application/x-www-form-urlencoded; charset=utf-8");
         return -1;

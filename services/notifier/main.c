@@ -134,19 +134,6 @@ typedef struct {
 
 /* ---- private: the work queue ---- */
 
-//  Frees a record's strings (the record itself lives in a queue slot).
-static void
-s_record_clear (notify_record_t *rec)
-{
-    free (rec->recipient);
-    free (rec->template_name);
-    free (rec->subject);
-    free (rec->body);
-    free (rec->ticket_id);
-    free (rec->error);
-    memset (rec, 0, sizeof *rec);
-}
-
 static bool
 s_queue_push (self_t *self, s_item_t *item)
 {
@@ -265,7 +252,7 @@ s_worker (void *arg)
     while (s_queue_pop (self, &item)) {
         if (queue && sender)
             s_deliver (self, queue, sender, &item);
-        s_record_clear (&item.rec);
+        notify_record_clear (&item.rec);
     }
     sender_destroy (&sender);
     notify_queue_destroy (&queue);
@@ -540,7 +527,7 @@ s_release_queued (self_t *self, notify_queue_t *queue)
         if (queue && notify_queue_release (queue, item->rec.did, item->token,
                                            cb_clock_now_ms ()) == NQ_OK)
             released++;
-        s_record_clear (&item->rec);
+        notify_record_clear (&item->rec);
         self->head = (self->head + 1) % self->cap;
         self->count--;
     }

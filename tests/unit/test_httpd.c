@@ -275,6 +275,24 @@ test_client_gone_while_deferred (void **state)
     pthread_cond_destroy (&held.cond);
 }
 
+static void
+test_media_types (void **state)
+{
+    (void) state;
+    const char *json = "application/json", *form = "application/x-www-form-urlencoded";
+    assert_true (httpd_media_type_is ("application/json", json));
+    assert_true (httpd_media_type_is (" Application/JSON ; charset=UTF-8", json));
+    assert_true (httpd_media_type_is ("application/json;charset=\"utf-8\"", json));
+    assert_true (httpd_media_type_is ("application/json; version=2", json));
+    assert_true (httpd_media_type_is ("application/x-www-form-urlencoded; charset=utf8", form));
+    assert_false (httpd_media_type_is ("application/json; charset=gbk", json));
+    assert_false (httpd_media_type_is ("application/json; charset=utf-16", json));
+    assert_false (httpd_media_type_is ("application/jsonx", json));
+    assert_false (httpd_media_type_is ("text/plain", json));
+    assert_false (httpd_media_type_is ("application/json", form));
+    assert_false (httpd_media_type_is (NULL, json));
+}
+
 int
 main (void)
 {
@@ -282,6 +300,7 @@ main (void)
         cmocka_unit_test (test_deferred_answer_frees_the_thread),
         cmocka_unit_test (test_stop_waits_for_deferred),
         cmocka_unit_test (test_client_gone_while_deferred),
+        cmocka_unit_test (test_media_types),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

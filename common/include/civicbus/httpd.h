@@ -213,4 +213,9 @@ int httpd_reply_text (httpd_request_t *req, int status, const char *content_type
 //  (what); try again shortly".
 int httpd_reply_unavailable (httpd_request_t *req, const char *what);
 
+//  True when a Content-Type header names the media type `want`
+//  ("application/json"), optionally with parameters; a charset, if named,
+//  must be UTF-8 ("utf-8" or "utf8", any case, optionally quoted).
+bool httpd_media_type_is (const char *content_type, const char *want);
+
 #endif

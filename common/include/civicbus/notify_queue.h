@@ -146,5 +146,8 @@ int notify_queue_depth (notify_queue_t *self, int64_t *outbox, int64_t *pending,
 int notify_did_bucket (const char *did);
 
 void notify_records_free (notify_record_t *records, size_t count);
+//  Frees one record's strings and zeroes it (the record itself is the
+//  caller's: an array slot, a queue item).
+void notify_record_clear (notify_record_t *rec);
 
 #endif
