@@ -519,6 +519,22 @@ ticket_store_create (ticket_store_t *self, cb_ticket_t *ticket, const char *dist
     return result;
 }
 
+//  What an HGET of a ticket's pb answered, as ticket_store_load says it.
+static int
+s_load_result (const char *id, const redisReply *reply, cb_ticket_t **ticket)
+{
+    *ticket = NULL;
+    if (reply->type == REDIS_REPLY_NIL)
+        return TS_NOT_FOUND;
+    if (reply->type == REDIS_REPLY_STRING) {
+        *ticket = civicbus__v1__ticket__unpack (NULL, reply->len, (const uint8_t *) reply->str);
+        if (!*ticket)
+            cb_log (CB_LOG_ERROR, "stored ticket does not decode", "ticket", id, NULL);
+        return *ticket ? TS_OK : TS_ERROR;
+    }
+    return cb_reply_is_error (reply, "LOADING") ? TS_UNAVAILABLE : TS_ERROR;
+}
+
 int
 ticket_store_load (ticket_store_t *self, const char *id, cb_ticket_t **ticket)
 {
@@ -529,20 +545,38 @@ ticket_store_load (ticket_store_t *self, const char *id, cb_ticket_t **ticket)
     redisReply *reply = cb_redis_command (self->redis, "HGET %s pb", key);
     if (!reply)
         return s_unavailable (self, "load");
-    int rc = TS_ERROR;
-    if (reply->type == REDIS_REPLY_NIL)
-        rc = TS_NOT_FOUND;
-    else
-    if (reply->type == REDIS_REPLY_STRING) {
-        *ticket = civicbus__v1__ticket__unpack (NULL, reply->len, (const uint8_t *) reply->str);
-        rc = *ticket ? TS_OK : TS_ERROR;
-        if (!*ticket)
-            cb_log (CB_LOG_ERROR, "stored ticket does not decode", "ticket", id, NULL);
-    }
-    else
-    if (cb_reply_is_error (reply, "LOADING"))
-        rc = TS_UNAVAILABLE;
+    int rc = s_load_result (id, reply, ticket);
     freeReplyObject (reply);
+    return rc;
+}
+
+int
+ticket_store_load_many (ticket_store_t *self, const char *const *ids, size_t n,
+                        cb_ticket_t **tickets, int *results)
+{
+    assert (self && (n == 0 || (ids && tickets && results)));
+    int rc = TS_OK;
+    for (size_t i = 0; i < n; i++) {
+        char key [128];
+        tickets [i] = NULL;
+        results [i] = ts_key (key, sizeof key, "t", ids [i]) ? TS_NOT_FOUND : TS_OK;
+        if (results [i] == TS_OK && rc == TS_OK && cb_redis_append (self->redis, "HGET %s pb", key))
+            rc = s_unavailable (self, "load (pipelined)");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (results [i] != TS_OK)
+            continue;
+        redisReply *reply = rc == TS_OK ? cb_redis_get_reply (self->redis) : NULL;
+        if (!reply) {
+            if (rc == TS_OK)
+                s_unavailable (self, "load (pipelined)");
+            rc = TS_UNAVAILABLE;
+            results [i] = TS_UNAVAILABLE;
+            continue;
+        }
+        results [i] = s_load_result (ids [i], reply, &tickets [i]);
+        freeReplyObject (reply);
+    }
     return rc;
 }
 
@@ -591,11 +625,14 @@ ticket_store_history (ticket_store_t *self, const char *id, cb_event_t ***events
     return rc;
 }
 
-int
-ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t *after,
-                    const ts_event_t *events, size_t n_events, ts_ops_t *ops)
+//  Builds the apply script's keys and arguments (keys first, `*numkeys` of
+//  them) for storing `after` in place of `before`; sets after->version and
+//  after->event_count as they will be once stored. 0, or TS_NOT_FOUND (not
+//  a ticket id) or TS_ERROR (out of memory, encoding).
+static int
+s_apply_args (const cb_ticket_t *before, cb_ticket_t *after, const ts_event_t *events,
+              size_t n_events, const ts_ops_t *ops, s_args_t *keys, int *numkeys)
 {
-    assert (self && before && after);
     int bucket = ticket_id_bucket (before->id);
     if (bucket < 0)
         return TS_NOT_FOUND;
@@ -639,12 +676,12 @@ ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t
     }
 
     //  KEYS: ticket, events, then each distinct key of the operations.
-    s_args_t keys = { 0 }, argv = { 0 };
+    s_args_t argv = { 0 };
     char tkey [128], evkey [128];
     ts_key (tkey, sizeof tkey, "t", before->id);
     ts_key (evkey, sizeof evkey, "ev", before->id);
-    rc |= s_args_str (&keys, tkey);
-    rc |= s_args_str (&keys, evkey);
+    rc |= s_args_str (keys, tkey);
+    rc |= s_args_str (keys, evkey);
 
     after->version = before->version + 1;
     after->event_count = before->event_count + (int32_t) n_events;
@@ -661,29 +698,34 @@ ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t
     }
     for (size_t i = 0; i < all->count; i++) {
         size_t k = 0;
-        while (k < keys.count && strcmp (keys.v [k], all->ops [i].key) != 0)
+        while (k < keys->count && strcmp (keys->v [k], all->ops [i].key) != 0)
             k++;
-        if (k == keys.count)
-            rc |= s_args_str (&keys, all->ops [i].key);
+        if (k == keys->count)
+            rc |= s_args_str (keys, all->ops [i].key);
         rc |= s_args_str (&argv, all->ops [i].op);
         rc |= s_args_int (&argv, (int64_t) k + 1);
         rc |= s_args_str (&argv, all->ops [i].a);
         rc |= s_args_str (&argv, all->ops [i].b);
     }
     ts_ops_destroy (&all);
-    int numkeys = (int) keys.count;
+    *numkeys = (int) keys->count;
     for (size_t i = 0; i < argv.count && rc == 0; i++)
-        rc |= s_args_push (&keys, argv.v [i], argv.lens [i]);
+        rc |= s_args_push (keys, argv.v [i], argv.lens [i]);
     s_args_free (&argv);
     if (rc) {
-        s_args_free (&keys);
+        after->version = before->version;
+        after->event_count = before->event_count;
         return TS_ERROR;
     }
-    redisReply *reply = cb_redis_eval (self->redis, &self->apply_script, numkeys,
-                                       (int) keys.count, (const char **) keys.v, keys.lens);
-    s_args_free (&keys);
-    if (!reply)
-        return s_unavailable (self, "apply");
+    return TS_OK;
+}
+
+//  Reads the apply script's reply: TS_OK, TS_CONFLICT, TS_NOT_FOUND,
+//  TS_UNAVAILABLE (Redis refused the write), TS_ERROR. On anything but
+//  TS_OK, `after` gets back the version and event count of `before`.
+static int
+s_apply_result (const cb_ticket_t *before, cb_ticket_t *after, const redisReply *reply)
+{
     int result = TS_ERROR;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
     &&  reply->element [0]->type == REDIS_REPLY_INTEGER) {
@@ -697,12 +739,107 @@ ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t
         cb_log (CB_LOG_ERROR, "unexpected reply from apply script", "ticket", before->id,
                 "reply", reply->type == REDIS_REPLY_ERROR ? reply->str : "?", NULL);
     }
-    freeReplyObject (reply);
     if (result != TS_OK) {
         after->version = before->version;
         after->event_count = before->event_count;
     }
     return result;
+}
+
+int
+ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t *after,
+                    const ts_event_t *events, size_t n_events, ts_ops_t *ops)
+{
+    assert (self && before && after);
+    s_args_t keys = { 0 };
+    int numkeys = 0;
+    int rc = s_apply_args (before, after, events, n_events, ops, &keys, &numkeys);
+    if (rc != TS_OK) {
+        s_args_free (&keys);
+        return rc;
+    }
+    redisReply *reply = cb_redis_eval (self->redis, &self->apply_script, numkeys,
+                                       (int) keys.count, (const char **) keys.v, keys.lens);
+    s_args_free (&keys);
+    if (!reply) {
+        after->version = before->version;
+        after->event_count = before->event_count;
+        return s_unavailable (self, "apply");
+    }
+    int result = s_apply_result (before, after, reply);
+    freeReplyObject (reply);
+    return result;
+}
+
+int
+ticket_store_apply_many (ticket_store_t *self, ts_change_t *changes, size_t n)
+{
+    assert (self && (changes || n == 0));
+    if (n == 0)
+        return TS_OK;
+    s_args_t *args = calloc (n, sizeof *args);
+    int *numkeys = calloc (n, sizeof *numkeys);
+    bool *again = calloc (n, sizeof *again);
+    if (!args || !numkeys || !again) {
+        free (args);
+        free (numkeys);
+        free (again);
+        return TS_ERROR;
+    }
+    //  Build every change first; those that cannot be built are answered now.
+    int rc = TS_OK;
+    if (!self->apply_script.sha [0] && cb_redis_script_load (self->redis, &self->apply_script))
+        rc = s_unavailable (self, "apply (pipelined)");
+    for (size_t i = 0; i < n; i++) {
+        ts_change_t *c = &changes [i];
+        c->result = s_apply_args (c->before, c->after, c->events, c->n_events, c->ops,
+                                  &args [i], &numkeys [i]);
+        if (c->result != TS_OK)
+            continue;
+        if (rc == TS_OK
+        &&  cb_redis_append_eval (self->redis, &self->apply_script, numkeys [i],
+                                  (int) args [i].count, (const char **) args [i].v,
+                                  args [i].lens) != 0)
+            //  The connection was dropped: nothing of this batch was sent.
+            rc = s_unavailable (self, "apply (pipelined)");
+    }
+    for (size_t i = 0; i < n; i++) {
+        ts_change_t *c = &changes [i];
+        if (c->result != TS_OK)
+            continue;
+        redisReply *reply = rc == TS_OK ? cb_redis_get_reply (self->redis) : NULL;
+        if (!reply) {
+            //  The outcome of a sent change is unknown: like a single apply
+            //  without its reply, the caller reloads and decides again.
+            if (rc == TS_OK)
+                s_unavailable (self, "apply (pipelined)");
+            rc = TS_UNAVAILABLE;
+            c->result = TS_UNAVAILABLE;
+            c->after->version = c->before->version;
+            c->after->event_count = c->before->event_count;
+            continue;
+        }
+        if (cb_reply_is_error (reply, "NOSCRIPT")) {
+            //  Redis restarted and lost its scripts: this change did not
+            //  run. Run it again on its own once the pipeline is read.
+            again [i] = true;
+            freeReplyObject (reply);
+            continue;
+        }
+        c->result = s_apply_result (c->before, c->after, reply);
+        freeReplyObject (reply);
+    }
+    for (size_t i = 0; i < n; i++) {
+        ts_change_t *c = &changes [i];
+        if (again [i])
+            c->result = ticket_store_apply (self, c->before, c->after, c->events, c->n_events,
+                                            c->ops);
+        s_args_free (&args [i]);
+    }
+    free (args);
+    free (numkeys);
+    free (again);
+    return rc;
 }
 
 int

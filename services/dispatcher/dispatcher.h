@@ -97,6 +97,7 @@ typedef struct {
     int64_t next_beat_ms;
     int64_t next_send_ms;
     int64_t next_timers_ms;      //  mono: next timer turn
+    int64_t next_requeue_ms;     //  mono: next return of lapsed timer claims
     zhashx_t *keys;              //  Z85 public key -> department (char *)
     zhashx_t *live;              //  routing hex -> adapter_t *
     zhashx_t *flights;           //  dspq member -> flight_t *

@@ -94,7 +94,7 @@ static const cb_setting_t s_settings [] = {
       "heartbeat interval to adapters; three silent intervals mean an adapter is gone" },
     { "CIVICBUS_ACK_TIMEOUT_MS", "5000", CB_SETTING_INT, 50, 600000,
       "an order not acknowledged within this (times the backoff) is sent again" },
-    { "CIVICBUS_TIMER_MS", "100", CB_SETTING_INT, 10, 60000,
+    { "CIVICBUS_TIMER_MS", "20", CB_SETTING_INT, 10, 60000,
       "how often due time-limit timers are claimed and fired" },
     { "CIVICBUS_TIMER_VISIBILITY_MS", "10000", CB_SETTING_INT, 500, 3600000,
       "a claimed timer whose effect was not stored (a crash) fires again after this" },

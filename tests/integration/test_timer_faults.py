@@ -39,14 +39,14 @@ class TimerFaults(harness.ClusterTestCase):
         if not td.have_binaries("civicbus", "civicbus-dispatcher"):
             self.skipTest("civicbus or civicbus-dispatcher is not built")
 
-    def seed(self, r):
+    def seed(self, r, numbers=range(500000 * 64, 500000 * 64 + TICKETS)):
         now = int(time.time() * 1000)
         started, due = now - 10 * DAY, now - 6 * DAY
         steps = [due, due + 1, due + 2]       # the levels' instants: all long past
         per_bucket = {}
         ids = []
-        for n in range(TICKETS):
-            tid = "320105-20260929-%09d" % (500000 * 64 + n)
+        for n in numbers:
+            tid = "320105-20260929-%09d" % n
             ids.append(tid)
             deadline = (td.pb_int(1, SIGN) + td.pb_int(2, due) + td.pb_int(3, due - DAY) +
                         td.pb_int(4, started))
@@ -63,6 +63,39 @@ class TimerFaults(harness.ClusterTestCase):
         for tag, members in per_bucket.items():
             r("ZADD", f"tmr:{tag}", *members)
         return ids
+
+    def check_fired_once(self, r, ids):
+        """Each ticket: one "overdue", escalations 1, 2, 3, level 3, light red."""
+        bad = []
+        for tid in ids:
+            types = [e["type"] for e in td.history(r, tid)]
+            levels = sorted(json.loads(e["payload"])["escalation_level"]
+                            for e in td.history(r, tid) if e["type"] == "escalate")
+            f = td.pb_decode(r("HGET", f"t:{td.tag(tid)}:{tid}", "pb"))
+            got = (types.count("overdue"), levels, td._i(f, 15), td._i(f, 27))
+            if got != (1, [1, 2, 3], 3, 2):
+                bad.append((tid, got, types))
+        self.assertEqual(bad, [], f"{len(bad)} tickets off, e.g. {bad[:3]}")
+
+    def test_a_ticket_s_timers_claimed_in_one_batch(self):
+        """All four timers of a ticket in one claimed batch (one bucket, a
+        batch of 8 per bucket): the dispatcher stores the first effect with
+        the batch and settles the others one at a time after it; each
+        effect is stored once."""
+        c = self.cluster
+        r = c.redis()
+        c.cli("sla", "load", os.path.join(harness.CONFIG_DIR, "sla.json"))
+        ids = self.seed(r, [600000 * 64 + k * 64 for k in range(2)])    # bucket 0: 8 timers
+        self.assertEqual(timer_counts(r), (8, 0))
+        dep = td.Deployment(c)
+        env = dep.dispatcher_env("dispatcher-solo", lease_ms=1500, sweep_ms=500)
+        env.update({"CIVICBUS_TIMER_BATCH": "8", "CIVICBUS_TIMER_MS": "50"})
+        d = dep.start_dispatcher("dispatcher-solo")
+        dep.wait_active("dispatcher-solo")
+        harness.wait_until(lambda: timer_counts(r) == (0, 0), 60,
+                           what="the 8 timers fired or completed", interval=0.05)
+        self.check_fired_once(r, ids)
+        d.stop()
 
     def test_sigkill_while_10000_timers_fire(self):
         c = self.cluster
@@ -90,16 +123,7 @@ class TimerFaults(harness.ClusterTestCase):
                            what="every timer fired or completed", interval=0.1)
         took = time.monotonic() - self.t0
 
-        bad = []
-        for tid in ids:
-            types = [e["type"] for e in td.history(r, tid)]
-            levels = sorted(json.loads(e["payload"])["escalation_level"]
-                            for e in td.history(r, tid) if e["type"] == "escalate")
-            f = td.pb_decode(r("HGET", f"t:{td.tag(tid)}:{tid}", "pb"))
-            got = (types.count("overdue"), levels, td._i(f, 15), td._i(f, 27))
-            if got != (1, [1, 2, 3], 3, 2):
-                bad.append((tid, got, types))
-        self.assertEqual(bad, [], f"{len(bad)} tickets off, e.g. {bad[:3]}")
+        self.check_fired_once(r, ids)
 
         # What the logs say about the firing (for the report).
         fired = sum(int(m.get("fired", 0)) for proc in (a, b) for m in td.log_messages(proc)

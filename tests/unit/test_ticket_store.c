@@ -318,6 +318,169 @@ test_unavailable_then_recovers (void **state)
     civicbus__v1__ticket__free_unpacked (t, NULL);
 }
 
+//  Creates a ticket with idempotency key `key`; returns it (caller frees).
+static cb_ticket_t *
+s_created (fixture_t *f, const char *key)
+{
+    cb_ticket_t *t = s_new_ticket ("U0105");
+    char id [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, t, "320105", key, 3600, &s_app, s_now, id,
+                                           sizeof id), TS_OK);
+    return t;
+}
+
+static void
+test_load_many (void **state)
+{
+    fixture_t *f = *state;
+    cb_ticket_t *a = s_created (f, "app:many-load-a");
+    cb_ticket_t *b = s_created (f, "app:many-load-b");
+    const char *ids [] = { a->id, "not-a-ticket", b->id, "320105-20260930-999999999" };
+    cb_ticket_t *loaded [4];
+    int results [4];
+    assert_int_equal (ticket_store_load_many (f->store, ids, 4, loaded, results), TS_OK);
+    assert_int_equal (results [0], TS_OK);
+    assert_int_equal (results [1], TS_NOT_FOUND);
+    assert_int_equal (results [2], TS_OK);
+    assert_int_equal (results [3], TS_NOT_FOUND);
+    assert_string_equal (loaded [0]->id, a->id);
+    assert_string_equal (loaded [2]->id, b->id);
+    assert_null (loaded [1]);
+    assert_null (loaded [3]);
+    //  The connection is still in step: a plain load after the pipeline.
+    cb_ticket_t *again = NULL;
+    assert_int_equal (ticket_store_load (f->store, b->id, &again), TS_OK);
+    assert_string_equal (again->id, b->id);
+    civicbus__v1__ticket__free_unpacked (again, NULL);
+    civicbus__v1__ticket__free_unpacked (loaded [0], NULL);
+    civicbus__v1__ticket__free_unpacked (loaded [2], NULL);
+    civicbus__v1__ticket__free_unpacked (a, NULL);
+    civicbus__v1__ticket__free_unpacked (b, NULL);
+}
+
+//  A change that turns the light yellow with one "warning" event and one
+//  extra write (ZADD marks MEMBER in `key`).
+static ts_change_t
+s_yellow (cb_ticket_t *before, ts_event_t *ev, ts_ops_t *ops, const char *key)
+{
+    cb_ticket_t *after = ticket_clone (before);
+    after->light = CIVICBUS__V1__LIGHT__LIGHT_YELLOW;
+    after->updated_ms = s_now + 5000;
+    *ev = (ts_event_t) { "warning", &s_system, before->state, before->state, NULL, NULL };
+    assert_int_equal (ts_ops_zadd (ops, key, 1, before->id), 0);
+    return (ts_change_t) { before, after, ev, 1, ops, -99 };
+}
+
+static void
+test_apply_many (void **state)
+{
+    fixture_t *f = *state;
+    cb_ticket_t *a = s_created (f, "app:many-apply-a");
+    cb_ticket_t *b = s_created (f, "app:many-apply-b");
+    cb_ticket_t *c = s_created (f, "app:many-apply-c");
+    cb_ticket_t *stale = ticket_clone (b);
+    stale->version = 7;             //  not what Redis holds
+    char ka [64], kb [64], kc [64];
+    ts_key (ka, sizeof ka, "mark", a->id);
+    ts_key (kb, sizeof kb, "mark", b->id);
+    ts_key (kc, sizeof kc, "mark", c->id);
+    ts_event_t events [4];
+    ts_ops_t *ops [4] = { ts_ops_new (), ts_ops_new (), ts_ops_new (), ts_ops_new () };
+    ts_change_t batch [4] = {
+        s_yellow (a, &events [0], ops [0], ka),
+        s_yellow (stale, &events [1], ops [1], kb),
+        s_yellow (c, &events [2], ops [2], kc),
+        s_yellow (c, &events [3], ops [3], kc),     //  the same ticket again
+    };
+    assert_int_equal (ticket_store_apply_many (f->store, batch, 4), TS_OK);
+    assert_int_equal (batch [0].result, TS_OK);
+    assert_int_equal (batch [1].result, TS_CONFLICT);
+    assert_int_equal (batch [2].result, TS_OK);
+    assert_int_equal (batch [3].result, TS_CONFLICT);
+    assert_int_equal (batch [0].after->version, 2);
+    assert_int_equal (batch [0].after->event_count, 2);
+    assert_int_equal (batch [1].after->version, 7);    //  given back on a conflict
+    assert_int_equal (batch [3].after->version, 1);
+
+    //  What was stored, with its event and extra write; what conflicted, not.
+    const char *ids [] = { a->id, b->id, c->id };
+    cb_ticket_t *loaded [3];
+    int results [3];
+    assert_int_equal (ticket_store_load_many (f->store, ids, 3, loaded, results), TS_OK);
+    assert_int_equal (loaded [0]->light, CIVICBUS__V1__LIGHT__LIGHT_YELLOW);
+    assert_int_equal (loaded [0]->version, 2);
+    assert_int_not_equal (loaded [1]->light, CIVICBUS__V1__LIGHT__LIGHT_YELLOW);
+    assert_int_equal (loaded [1]->version, 1);
+    assert_int_equal (loaded [2]->version, 2);
+    assert_int_equal (s_zcard (f, ka), 1);
+    assert_int_equal (s_zcard (f, kb), 0);
+    assert_int_equal (s_zcard (f, kc), 1);
+    cb_event_t **history;
+    size_t count;
+    assert_int_equal (ticket_store_history (f->store, c->id, &history, &count), TS_OK);
+    assert_int_equal (count, 2);                    //  received, one warning
+    assert_string_equal (history [1]->type, "warning");
+    ticket_store_free_events (history, count);
+
+    for (int i = 0; i < 3; i++)
+        civicbus__v1__ticket__free_unpacked (loaded [i], NULL);
+    for (int i = 0; i < 4; i++) {
+        civicbus__v1__ticket__free_unpacked (batch [i].after, NULL);
+        ts_ops_destroy (&ops [i]);
+    }
+    civicbus__v1__ticket__free_unpacked (stale, NULL);
+    civicbus__v1__ticket__free_unpacked (a, NULL);
+    civicbus__v1__ticket__free_unpacked (b, NULL);
+    civicbus__v1__ticket__free_unpacked (c, NULL);
+}
+
+static void
+test_many_while_down_and_after_restart (void **state)
+{
+    fixture_t *f = *state;
+    redisReply *reply = cb_redis_command (f->redis, "CONFIG SET appendfsync always");
+    assert_non_null (reply);
+    freeReplyObject (reply);
+    cb_ticket_t *a = s_created (f, "app:many-restart-a");
+    ts_event_t ev;
+    ts_ops_t *ops = ts_ops_new ();
+    char key [64];
+    ts_key (key, sizeof key, "mark", a->id);
+    ts_change_t batch [1] = { s_yellow (a, &ev, ops, key) };
+    assert_int_equal (ticket_store_apply_many (f->store, batch, 0), TS_OK);     //  empty: fine
+    //  The apply script is loaded (and its sha known) before the restart.
+    cb_ticket_t *warm = s_created (f, "app:many-restart-warm");
+    cb_ticket_t *warm_after = ticket_clone (warm);
+    assert_int_equal (ticket_store_apply (f->store, warm, warm_after, NULL, 0, NULL), TS_OK);
+
+    test_redis_kill (&f->server, 1);
+    const char *ids [] = { a->id };
+    cb_ticket_t *loaded [1];
+    int results [1];
+    assert_int_equal (ticket_store_load_many (f->store, ids, 1, loaded, results), TS_UNAVAILABLE);
+    assert_int_equal (results [0], TS_UNAVAILABLE);
+    assert_int_equal (ticket_store_apply_many (f->store, batch, 1), TS_UNAVAILABLE);
+    assert_int_equal (batch [0].result, TS_UNAVAILABLE);
+    assert_int_equal (batch [0].after->version, 1);
+
+    //  Back, without its scripts: NOSCRIPT is met inside the pipeline and
+    //  the change is run again on its own.
+    assert_int_equal (test_redis_restart (&f->server), 0);
+    assert_int_equal (ticket_store_apply_many (f->store, batch, 1), TS_OK);
+    assert_int_equal (batch [0].result, TS_OK);
+    assert_int_equal (batch [0].after->version, 2);
+    assert_int_equal (ticket_store_load_many (f->store, ids, 1, loaded, results), TS_OK);
+    assert_int_equal (loaded [0]->light, CIVICBUS__V1__LIGHT__LIGHT_YELLOW);
+    assert_int_equal (s_zcard (f, key), 1);
+
+    civicbus__v1__ticket__free_unpacked (loaded [0], NULL);
+    civicbus__v1__ticket__free_unpacked (batch [0].after, NULL);
+    civicbus__v1__ticket__free_unpacked (warm_after, NULL);
+    civicbus__v1__ticket__free_unpacked (warm, NULL);
+    civicbus__v1__ticket__free_unpacked (a, NULL);
+    ts_ops_destroy (&ops);
+}
+
 int
 main (void)
 {
@@ -328,6 +491,9 @@ main (void)
         cmocka_unit_test (test_operator_queue_follows_flags),
         cmocka_unit_test (test_not_found_and_bad_ids),
         cmocka_unit_test (test_unavailable_then_recovers),
+        cmocka_unit_test (test_load_many),
+        cmocka_unit_test (test_apply_many),
+        cmocka_unit_test (test_many_while_down_and_after_restart),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

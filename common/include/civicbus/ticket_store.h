@@ -96,6 +96,12 @@ int ts_create_reply (ts_create_t *self, cb_ticket_t *ticket, const redisReply *r
 //  Loads a ticket (caller frees with civicbus__v1__ticket__free_unpacked).
 //  TS_OK, TS_NOT_FOUND (also for text that is not a ticket id), TS_UNAVAILABLE.
 int ticket_store_load (ticket_store_t *self, const char *id, cb_ticket_t **ticket);
+//  Loads many tickets in one round trip: tickets [i] and results [i] are
+//  what ticket_store_load gives for ids [i]. Returns TS_OK, or
+//  TS_UNAVAILABLE when Redis did not answer them all (the unanswered ones'
+//  results are TS_UNAVAILABLE).
+int ticket_store_load_many (ticket_store_t *self, const char *const *ids, size_t n,
+                            cb_ticket_t **tickets, int *results);
 //  Loads the history, oldest first; free with ticket_store_free_events.
 int ticket_store_history (ticket_store_t *self, const char *id, cb_event_t ***events,
                           size_t *count);
@@ -107,6 +113,25 @@ void ticket_store_free_events (cb_event_t **events, size_t count);
 //  after->event_count. TS_OK, TS_CONFLICT, TS_NOT_FOUND, TS_UNAVAILABLE.
 int ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t *after,
                         const ts_event_t *events, size_t n_events, ts_ops_t *ops);
+
+//  One change of a batch for ticket_store_apply_many.
+typedef struct {
+    const cb_ticket_t *before;
+    cb_ticket_t *after;
+    const ts_event_t *events;
+    size_t n_events;
+    ts_ops_t *ops;                   //  may be NULL
+    int result;                      //  out: what ticket_store_apply would return
+} ts_change_t;
+
+//  Many ticket_store_apply in one round trip. Each change is still its own
+//  compare-and-set script, independent of the others (two changes of one
+//  ticket in a batch: the second finds TS_CONFLICT). Sets every result.
+//  Returns TS_OK, TS_ERROR (out of memory: no result set, nothing sent) or
+//  TS_UNAVAILABLE when Redis did not answer every change (those results
+//  are TS_UNAVAILABLE: stored or not, reload and decide again, as after a
+//  single apply without its reply).
+int ticket_store_apply_many (ticket_store_t *self, ts_change_t *changes, size_t n);
 
 //  Load, run the state machine, store; repeats on a version conflict (up to
 //  `tries`, at least 1). On TS_OK, *after (if not NULL) gets the stored
