@@ -99,7 +99,9 @@ s_finish (s_job_t *job, intake_submit_result_t result)
         httpd_count (intake->httpd, intake->count_created);
         if (t->location && t->location->ungridded)
             httpd_count (intake->httpd, intake->count_ungridded);
-        cb_log (CB_LOG_INFO, "ticket stored", "ticket", job->id,
+        //  debug: one line per ticket costs a fifth of the CPU at campaign
+        //  rates (bench/README.md); /metrics counts them.
+        cb_log (CB_LOG_DEBUG, "ticket stored", "ticket", job->id,
                 "source", cb_source_name (t->source) ? cb_source_name (t->source) : "",
                 "category", t->category ? t->category : "",
                 "grid", t->location && t->location->grid_code ? t->location->grid_code : "",
