@@ -45,7 +45,10 @@ static const cb_setting_t s_settings [] = {
       "most connections from one address (0: no limit)" },
     { "CIVICBUS_INTAKE_CONN_TIMEOUT_S", "30", CB_SETTING_INT, 1, 3600,
       "idle connections are closed after this many seconds" },
-    { "CIVICBUS_INTAKE_CONN_MEMORY", "65536", CB_SETTING_INT, 8192, 16777216,
+    //  16 KiB holds ~14 KiB of request headers (larger: 431); bodies go to
+    //  their own buffer. libmicrohttpd clears the pool for every request on
+    //  a connection, so 64 KiB cost ~10% of the intake's CPU (bench/README.md).
+    { "CIVICBUS_INTAKE_CONN_MEMORY", "16384", CB_SETTING_INT, 8192, 16777216,
       "memory per connection for headers and buffers, in bytes" },
     { "CIVICBUS_DOORBELL_ENDPOINTS", "tcp://127.0.0.1:5551", CB_SETTING_ENDPOINTS, 0, 0,
       "the dispatchers' doorbell endpoints (active and standby), comma-separated" },

@@ -346,6 +346,17 @@ class IntakeApi(harness.ClusterTestCase):
         self.assertIn(b'"too_large"', answer)
         self.assertEqual(self.r("DBSIZE"), keys_before)
 
+    def test_request_headers_up_to_the_connection_memory(self):
+        # CIVICBUS_INTAKE_CONN_MEMORY (16 KiB by default) bounds the headers:
+        # a few KiB of them pass, far more are refused with 431 and nothing
+        # is stored.
+        tickets_before = count_tickets(self.r)
+        fine = self.post(ticket_body(description="长请求头"), headers={"X-Trace": "t" * 4000})
+        self.assertEqual(fine.status, 201, fine)
+        huge = self.post(ticket_body(description="超长请求头"), headers={"X-Trace": "t" * 40000})
+        self.assertEqual(huge.status, 431, huge)
+        self.assertEqual(count_tickets(self.r), tickets_before + 1)
+
     def test_wrong_content_type(self):
         keys_before = self.r("DBSIZE")
         body = json.dumps(ticket_body(description="content type")).encode()
