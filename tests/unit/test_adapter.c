@@ -218,6 +218,50 @@ test_journal_survives_reopen_and_skips_torn_lines (void **state)
     s_rmdir (dir);
 }
 
+//  A batch is one write and one fsync; what it holds counts like single adds.
+static void
+test_journal_batch_records_each_once (void **state)
+{
+    (void) state;
+    char dir [256];
+    s_tmpdir (dir, sizeof dir);
+    cb_error_t err;
+    cb_journal_t *j = cb_journal_open (dir, "batch", 100, &err);
+    assert_non_null (j);
+    assert_int_equal (cb_journal_add (j, "T1/police/2", 10), 0);
+    //  One already present, one repeated within the batch, two new.
+    const char *batch [] = { "T1/police/2", "T2/police/3", "T3/police/4", "T2/police/3" };
+    assert_int_equal (cb_journal_add_many (j, batch, 4, 20), 0);
+    assert_int_equal (cb_journal_size (j), 3);
+    assert_true (cb_journal_has (j, "T2/police/3"));
+    assert_true (cb_journal_has (j, "T3/police/4"));
+    //  An empty batch is fine; one unusable id refuses the whole batch.
+    assert_int_equal (cb_journal_add_many (j, NULL, 0, 30), 0);
+    const char *bad [] = { "T4/police/5", "bad id" };
+    assert_int_equal (cb_journal_add_many (j, bad, 2, 30), -1);
+    assert_false (cb_journal_has (j, "T4/police/5"));
+    cb_journal_destroy (&j);
+
+    //  On disk: every id once, nothing of the refused batch.
+    char path [512];
+    snprintf (path, sizeof path, "%s/journal-batch.log", dir);
+    FILE *f = fopen (path, "r");
+    assert_non_null (f);
+    int lines = 0;
+    for (int c = fgetc (f); c != EOF; c = fgetc (f))
+        lines += c == '\n';
+    fclose (f);
+    assert_int_equal (lines, 3);
+    j = cb_journal_open (dir, "batch", 100, &err);
+    assert_non_null (j);
+    assert_int_equal (cb_journal_size (j), 3);
+    assert_true (cb_journal_has (j, "T1/police/2"));
+    assert_true (cb_journal_has (j, "T3/police/4"));
+    assert_false (cb_journal_has (j, "T4/police/5"));
+    cb_journal_destroy (&j);
+    s_rmdir (dir);
+}
+
 static void
 test_journal_is_bounded (void **state)
 {
@@ -404,6 +448,7 @@ main (void)
         cmocka_unit_test (test_statuses_and_kinds),
         cmocka_unit_test (test_bearer),
         cmocka_unit_test (test_journal_survives_reopen_and_skips_torn_lines),
+        cmocka_unit_test (test_journal_batch_records_each_once),
         cmocka_unit_test (test_journal_is_bounded),
         cmocka_unit_test (test_journal_reports_a_bad_dir),
         cmocka_unit_test (test_police_incident_types),

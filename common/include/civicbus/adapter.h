@@ -229,8 +229,8 @@ int cb_adapter_config_table (const json_t *config, const char *key, const char *
 /* ---- the journal: dispatch ids the department accepted ---- */
 
 //  An append-only file DIR/journal-NAME.log of lines "DISPATCH_ID TIME_MS",
-//  loaded into memory on open. Each add is written and fsync'd before it
-//  returns. When it holds more than `max_entries`, it is compacted to the
+//  loaded into memory on open. Each add (or batch of adds) is written and
+//  fsync'd before it returns. When it holds more than `max_entries`, it is compacted to the
 //  newest max_entries/2 (written to a temporary file, fsync'd, renamed over
 //  the old one, the directory fsync'd): an order older than those is long
 //  acknowledged, and if the dispatcher still resent it the department's
@@ -246,6 +246,12 @@ bool cb_journal_has (const cb_journal_t *self, const char *dispatch_id);
 //  Records `dispatch_id` (no-op when present). 0, or -1 when the write or
 //  fsync failed (the caller must not ACK then).
 int cb_journal_add (cb_journal_t *self, const char *dispatch_id, int64_t time_ms);
+//  Records n dispatch ids with one write and one fsync (those present, or
+//  repeated in the batch, once). 0, or -1 when an id is unusable (nothing
+//  written) or the write or fsync failed: then none of them counts as
+//  recorded and the caller must ACK none.
+int cb_journal_add_many (cb_journal_t *self, const char *const *dispatch_ids, size_t n,
+                         int64_t time_ms);
 //  Entries in memory.
 size_t cb_journal_size (const cb_journal_t *self);
 //  Compacts now (also done by add). 0 or -1.
