@@ -174,7 +174,7 @@ s_take_hello (self_t *self, zframe_t *from, const char *routing, const char *use
     ack.ref = ref;
     departments_send (self, adapter, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_ACK, ref, &ack.base);
     //  Orders may wait for exactly this department: look at once.
-    self->next_send_ms = 0;
+    delivery_soon (self);
 }
 
 //  One message from the ROUTER: routing frame, envelope frame.
@@ -242,6 +242,8 @@ s_take_one (self_t *self)
                 delivery_on_nack (self, adapter, payload);
                 break;
             case CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_DEPARTMENT_REPLY:
+                //  The ACKs before it first: "delivered" precedes "sign".
+                delivery_record_answers (self);
                 replies_take (self, adapter, payload);
                 break;
             default:
@@ -265,7 +267,7 @@ departments_new (self_t *self)
     self->live = zhashx_new ();
     self->flights = zhashx_new ();
     self->attempts = zhashx_new ();
-    if (!self->keys || !self->live || !self->flights || !self->attempts)
+    if (!self->keys || !self->live || !self->flights || !self->attempts || delivery_new (self))
         return -1;
     zhashx_set_destructor (self->keys, s_free_item);
     zhashx_set_destructor (self->live, s_adapter_free);
@@ -281,6 +283,7 @@ departments_destroy (self_t *self)
     zhashx_destroy (&self->live);
     zhashx_destroy (&self->flights);
     zhashx_destroy (&self->attempts);
+    delivery_destroy (self);
 }
 
 void
@@ -292,6 +295,7 @@ departments_forget_all (self_t *self)
         zhashx_purge (self->flights);
     if (self->attempts)
         zhashx_purge (self->attempts);
+    delivery_forget_answers (self);
 }
 
 int
@@ -404,6 +408,11 @@ departments_take_messages (self_t *self)
     for (int n = 0; n < MESSAGES_PER_TURN && self->active && self->adapters
                     && (zsock_events (self->adapters) & ZMQ_POLLIN); n++)
         s_take_one (self);
+    //  The ACKs of this read, in one batch.
+    if (self->active)
+        delivery_record_answers (self);
+    else
+        delivery_forget_answers (self);
 }
 
 int
@@ -419,6 +428,15 @@ bool
 departments_any_live (self_t *self)
 {
     return self->live && zhashx_size (self->live) > 0;
+}
+
+bool
+departments_serves (self_t *self, const char *department)
+{
+    for (adapter_t *a = zhashx_first (self->live); a; a = zhashx_next (self->live))
+        if (strcmp (a->department, department) == 0)
+            return true;
+    return false;
 }
 
 adapter_t *

@@ -62,6 +62,9 @@ typedef struct {
     int attempt;
 } flight_t;
 
+//  delivery.c's own state (turns, answers waiting to be recorded).
+typedef struct _delivery_t delivery_t;
+
 typedef struct {
     const cb_config_t *config;
     char id [128];
@@ -102,6 +105,7 @@ typedef struct {
     zhashx_t *live;              //  routing hex -> adapter_t *
     zhashx_t *flights;           //  dspq member -> flight_t *
     zhashx_t *attempts;          //  dspq member -> attempts_t *
+    delivery_t *delivery;        //  delivery.c's own state
     stats_t stats;
 } self_t;
 
@@ -143,13 +147,30 @@ int departments_send (self_t *self, adapter_t *adapter, Civicbus__V1__EnvelopeTy
                       const char *trace, const ProtobufCMessage *msg);
 //  True when any adapter is live.
 bool departments_any_live (self_t *self);
+//  True when a live adapter serves `department` (with room or not).
+bool departments_serves (self_t *self, const char *department);
 
 /* ---- delivery.c ---- */
 
-//  Sends due orders from dspq:{bNN} to live adapters.
-//  Makes the next delivery turn come within a few milliseconds (after a new
-//  dispatch was stored, or an adapter freed a slot).
+//  Makes and frees the delivery's state (departments_new and _destroy
+//  call them). 0 or -1.
+int delivery_new (self_t *self);
+void delivery_destroy (self_t *self);
+//  A new dispatch of `ticket_id` was stored: its bucket is read in this
+//  loop turn's delivery turn.
+void delivery_dispatched (self_t *self, const char *ticket_id);
+//  Records the ACKs and refusals taken since the last call, in one
+//  pipelined batch (departments.c calls it after reading the adapters'
+//  socket, and before a department reply, so histories keep their order).
+void delivery_record_answers (self_t *self);
+//  Forgets answers not recorded yet (stepping down: the successor's
+//  resends bring them again).
+void delivery_forget_answers (self_t *self);
+
+//  Makes the next delivery turn (in this loop turn) read every bucket
+//  (a HELLO, an adapter gone, a slot freed while orders wait for room).
 void delivery_soon (self_t *self);
+//  Sends due orders from dspq:{bNN} to live adapters; sets next_send_ms.
 void delivery_send_due (self_t *self);
 //  An ACK / NACK for a dispatch id from `adapter`.
 void delivery_on_ack (self_t *self, adapter_t *adapter, const char *dispatch_id);

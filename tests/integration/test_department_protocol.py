@@ -18,10 +18,12 @@ adapter-police, and the police simulator (tests/sim/department_sim.py).
 Certificates are made with `civicbus certs new` and registered with
 `civicbus adapters register`, as an operator would.
 """
+import http.server
 import json
 import os
 import signal
 import sys
+import threading
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
@@ -289,6 +291,95 @@ class DepartmentProtocolTest(harness.ClusterTestCase):
         finally:
             for b, member in blocked:
                 r("ZREM", f"dspq:{{b{b:02d}}}", member)
+
+    def test_f_orders_wait_for_room_in_place(self):
+        # One slot (capacity 1) and a department that holds each order a
+        # while: the orders behind the one in flight stay due where they are
+        # (no write, no step aside, no adapter_busy), and each ACK sends
+        # the next. Every order reaches the department once, on attempt 1.
+        port = harness.free_port()
+        sim = self.start_sim("sim-f", port, "--accept-delay-ms", "600", "--no-answers")
+        self.start_adapter("police-f", "police-1", port, sim, capacity=1)
+        harness.wait_until(lambda: self.ready(port), 20, what="police-f registered")
+        tickets = [self.post_police_ticket() for _ in range(4)]
+        ids = {d for _, d in tickets}
+        disp = self.cluster.procs["dispatcher-a"]
+        r = self.dep.r
+
+        def sent():
+            return [m for m in messages(disp) if m.get("msg") == "order sent"
+                    and m.get("adapter") == "police-f" and m.get("dispatch_id") in ids]
+
+        waited, pushed = set(), set()
+
+        def all_sent():
+            # Scores first, then the log: an order sent in between shows in
+            # the log (it is logged before its score moves).
+            seconds, micros = r("TIME")
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+            scores = {d: r("ZSCORE", f"dspq:{td.tag(t)}", f"{t}|police") for t, d in tickets}
+            gone = {m["dispatch_id"] for m in sent()}
+            for d, score in scores.items():
+                if d not in gone and score is not None:
+                    waited.add(d)
+                    if float(score) > now_ms:
+                        pushed.add(d)
+            return gone == ids
+
+        harness.wait_until(all_sent, 60, what="every order sent to police-f")
+        self.assertTrue(waited)                  # orders did wait for the slot ...
+        self.assertEqual(pushed, set())          # ... due, where they were
+        harness.wait_until(lambda: all("delivered" in self.types(t) for t, _ in tickets), 60,
+                           what="every order delivered through the one slot")
+        self.assertTrue(all(m.get("attempt") == "1" for m in sent()))
+        self.assertEqual(len(sent()), len(ids))  # each sent once
+        self.assertFalse(any(m.get("msg") == "order not delivered" and m.get("dispatch_id") in ids
+                             for m in messages(disp)))
+        stats = self.sim_stats(sim)
+        self.assertEqual(set(stats["per_id"]) & ids, ids)
+        for t, _ in tickets:
+            self.assertEqual(self.types(t).count("delivered"), 1)
+            self.assertEqual(td.queued_orders(r, t), [])
+
+    def test_g_department_refusal_goes_to_the_operators(self):
+        # The department's system answers 422: the order is refused, once;
+        # the ticket waits for an operator and the order leaves the queue.
+        refused = []
+
+        class Refuser(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                refused.append(self.headers.get("Idempotency-Key"))
+                body = b'{"error":"unknown incident type"}'
+                self.send_response(422)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        dept = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuser)
+        threading.Thread(target=dept.serve_forever, daemon=True).start()
+        self.addCleanup(dept.server_close)
+        self.addCleanup(dept.shutdown)
+        port = harness.free_port()
+        self.start_adapter("police-g", "police-2", port,
+                           f"http://127.0.0.1:{dept.server_address[1]}")
+        harness.wait_until(lambda: self.ready(port), 20, what="police-g registered")
+        ticket_id, dispatch_id = self.post_police_ticket()
+        harness.wait_until(lambda: "delivery_refused" in self.types(ticket_id), 30,
+                           what="the refusal recorded")
+        self.assertIn(dispatch_id, refused)
+        types = self.types(ticket_id)
+        self.assertEqual(types.count("delivery_refused"), 1)
+        self.assertNotIn("delivered", types)
+        ticket = td.load_ticket(self.dep.r, ticket_id)
+        self.assertTrue(ticket["needs_review"])
+        self.assertIn("refused", ticket["review_reason"])
+        self.assertEqual(td.queued_orders(self.dep.r, ticket_id), [])
+        self.assertIsNotNone(self.dep.r("ZSCORE", f"opq:{td.tag(ticket_id)}", ticket_id))
 
     def test_z_dispatcher_killed_during_replies(self):
         port = harness.free_port()
