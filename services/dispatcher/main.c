@@ -399,7 +399,7 @@ dispatcher_handle_ticket (self_t *self, const char *id)
         if (rc == TS_OK) {
             if (plan.verdict == DISPATCH_ROUTED) {
                 self->stats.dispatched++;
-                delivery_soon (self);
+                delivery_dispatched (self, id);
                 cb_log (CB_LOG_INFO, "dispatched", "ticket", id,
                         "department", plan.route.department, "policy", plan.route.policy, NULL);
             }
@@ -497,7 +497,15 @@ s_sweep (self_t *self, int64_t min_age_ms)
         cb_log (CB_LOG_INFO, "sweep found tickets whose doorbell was missed",
                 "count", count, NULL);
     }
+    //  At most DOORBELLS_PER_TURN per loop turn, like the doorbells: a big
+    //  backlog (a takeover, a long outage) must not keep the adapters'
+    //  ACKs and heartbeats waiting; the rest come with the next turn.
+    size_t taken = 0;
     for (char *id = zlist_first (ids); id && self->active; id = zlist_next (ids)) {
+        if (taken++ == DOORBELLS_PER_TURN) {
+            more = true;
+            break;
+        }
         self->stats.swept++;
         dispatcher_handle_ticket (self, id);
     }
@@ -583,14 +591,15 @@ s_run (self_t *self)
         if (self->next_timers_ms - now < until_sweep)
             until_sweep = self->next_timers_ms - now;
         int timeout = until_sweep < 0 ? 0 : until_sweep > POLL_MS ? POLL_MS : (int) until_sweep;
-        zsock_t *which = zpoller_wait (self->poller, timeout);
-        if (which == self->doorbell)
+        //  Every socket that has input gets its turn (zpoller names only
+        //  the first): a doorbell backlog must not starve the adapters'
+        //  ACKs and heartbeats (s_take_doorbells takes a bounded batch).
+        zpoller_wait (self->poller, timeout);
+        if (self->doorbell && (zsock_events (self->doorbell) & ZMQ_POLLIN))
             s_take_doorbells (self);
-        else
-        if (which && which == self->zap)
+        if (self->active && self->zap && (zsock_events (self->zap) & ZMQ_POLLIN))
             departments_take_zap (self);
-        else
-        if (which && which == self->adapters)
+        if (self->active && self->adapters && (zsock_events (self->adapters) & ZMQ_POLLIN))
             departments_take_messages (self);
         if (self->active && self->adapters) {
             departments_tick (self);
