@@ -35,10 +35,10 @@
     "delivered" event lands in the history, in one compare-and-set (done
     once: an ACK for an entry already gone changes nothing). NACK
     department_refused: the same change with a "delivery_refused" event and
-    the ticket flagged for the operators. The ACKs of one read of the
-    adapters' socket are recorded together (delivery_record_answers): one
-    pipelined load, one pipelined check of the records, one pipeline of
-    compare-and-sets. Other NACKs: sent again soon. */
+    the ticket flagged for the operators. The ACKs of one loop turn are
+    recorded together (delivery_record_answers), after that turn's orders
+    went out: one pipelined load, one pipelined check of the records, one
+    pipeline of compare-and-sets. Other NACKs: sent again soon. */
 
 #include "dispatcher.h"
 #include "civicbus/clock.h"
@@ -566,6 +566,7 @@ s_answered (self_t *self, adapter_t *adapter, const char *dispatch_id, const cha
     a->refused = refused;
     if (zlist_append (self->delivery->answers, a))
         free (a);
+    self->next_send_ms = 0;       //  recorded at the end of this loop turn's delivery turn
 }
 
 /* ---- public ---- */
@@ -627,8 +628,9 @@ delivery_dispatched (self_t *self, const char *ticket_id)
     self->next_send_ms = 0;
 }
 
-void
-delivery_send_due (self_t *self)
+//  One delivery turn (delivery_send_due).
+static void
+s_send_turn (self_t *self)
 {
     delivery_t *d = self->delivery;
     int64_t mono = cb_clock_mono_ms ();
@@ -727,6 +729,16 @@ delivery_send_due (self_t *self)
     for (int k = 0; k < n_read; k++)
         if (replies [k])
             freeReplyObject (replies [k]);
+}
+
+void
+delivery_send_due (self_t *self)
+{
+    s_send_turn (self);
+    //  The ACKs read in this loop turn are recorded after the new orders
+    //  went out: bookkeeping never delays a delivery.
+    if (self->active)
+        delivery_record_answers (self);
 }
 
 void

@@ -408,10 +408,9 @@ departments_take_messages (self_t *self)
     for (int n = 0; n < MESSAGES_PER_TURN && self->active && self->adapters
                     && (zsock_events (self->adapters) & ZMQ_POLLIN); n++)
         s_take_one (self);
-    //  The ACKs of this read, in one batch.
-    if (self->active)
-        delivery_record_answers (self);
-    else
+    //  The ACKs of this read are recorded after this loop turn's delivery
+    //  turn (delivery_send_due), so new orders do not wait for them.
+    if (!self->active)
         delivery_forget_answers (self);
 }
 

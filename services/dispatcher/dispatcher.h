@@ -160,8 +160,8 @@ void delivery_destroy (self_t *self);
 //  loop turn's delivery turn.
 void delivery_dispatched (self_t *self, const char *ticket_id);
 //  Records the ACKs and refusals taken since the last call, in one
-//  pipelined batch (departments.c calls it after reading the adapters'
-//  socket, and before a department reply, so histories keep their order).
+//  pipelined batch (delivery_send_due calls it after sending, departments.c
+//  before a department reply, so histories keep their order).
 void delivery_record_answers (self_t *self);
 //  Forgets answers not recorded yet (stepping down: the successor's
 //  resends bring them again).
@@ -170,7 +170,8 @@ void delivery_forget_answers (self_t *self);
 //  Makes the next delivery turn (in this loop turn) read every bucket
 //  (a HELLO, an adapter gone, a slot freed while orders wait for room).
 void delivery_soon (self_t *self);
-//  Sends due orders from dspq:{bNN} to live adapters; sets next_send_ms.
+//  Sends due orders from dspq:{bNN} to live adapters, then records the
+//  answers taken since; sets next_send_ms.
 void delivery_send_due (self_t *self);
 //  An ACK / NACK for a dispatch id from `adapter`.
 void delivery_on_ack (self_t *self, adapter_t *adapter, const char *dispatch_id);
