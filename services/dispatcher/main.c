@@ -67,7 +67,8 @@
 #define LEASE_KEY            "lease:dispatcher"
 #define SWEEP_PER_BUCKET     32      //  bounds one sweep to 64 x 32 tickets
 #define SWEEP_MIN_AGE_MS     1000    //  younger entries still have a doorbell in flight
-#define DOORBELLS_PER_TURN   256     //  then the loop looks at the lease and the sweep
+#define DOORBELLS_PER_TURN   16      //  then the loop sends their orders, reads the adapters, ...
+#define SWEEP_PER_TURN       256     //  swept tickets handled per loop turn
 #define CONFLICT_TRIES       5       //  reload-and-decide rounds per ticket
 #define REFRESH_MS           3000    //  citydata version check
 #define STATS_MS             30000
@@ -497,12 +498,12 @@ s_sweep (self_t *self, int64_t min_age_ms)
         cb_log (CB_LOG_INFO, "sweep found tickets whose doorbell was missed",
                 "count", count, NULL);
     }
-    //  At most DOORBELLS_PER_TURN per loop turn, like the doorbells: a big
+    //  At most SWEEP_PER_TURN per loop turn, like the doorbells: a big
     //  backlog (a takeover, a long outage) must not keep the adapters'
     //  ACKs and heartbeats waiting; the rest come with the next turn.
     size_t taken = 0;
     for (char *id = zlist_first (ids); id && self->active; id = zlist_next (ids)) {
-        if (taken++ == DOORBELLS_PER_TURN) {
+        if (taken++ == SWEEP_PER_TURN) {
             more = true;
             break;
         }
