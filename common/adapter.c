@@ -50,6 +50,7 @@
 #define S_DETAIL_MAX         512       //  bytes of a department's answer kept for logs
 #define S_RETRY_AFTER_S      "2"
 #define S_MAIL_BATCH         256       //  mailbox messages taken per loop turn
+#define S_SLOW_JOURNAL_MS    100       //  a journal write this slow is logged
 
 /* ---- private: pure helpers ---- */
 
@@ -793,8 +794,17 @@ s_take_results (s_actor_t *self, s_result_t **results, size_t n)
     }
     //  Durable before the ACK: a crash after this line cannot make the
     //  department see the order twice from us.
+    int64_t started = cb_clock_mono_ms ();
     bool durable = accepted && cb_journal_add_many (a->journal, accepted, n_accepted,
                                                     cb_clock_now_ms ()) == 0;
+    int64_t took = cb_clock_mono_ms () - started;
+    if (took >= S_SLOW_JOURNAL_MS) {
+        char ms [24], count [24];
+        snprintf (ms, sizeof ms, "%lld", (long long) took);
+        snprintf (count, sizeof count, "%zu", n_accepted);
+        cb_log (CB_LOG_WARN, "journal write slow (orders wait for it)", "ms", ms,
+                "orders", count, NULL);
+    }
     if (!durable && n_accepted)
         cb_log (CB_LOG_ERROR, "journal write failed: orders not acknowledged",
                 "dispatch_id", accepted [0], "error", strerror (errno), NULL);
