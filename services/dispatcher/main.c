@@ -324,6 +324,27 @@ s_inbox_remove (self_t *self, const char *inbox_key, const char *id)
         freeReplyObject (reply);
 }
 
+//  A plan's change is stored: counted, announced, its orders sent soon.
+//  One line per dispatch is debug (a line per ticket costs real CPU at
+//  campaign rates; the console and /metrics show them); a ticket left to
+//  the operators is info: somebody must act.
+static void
+s_plan_stored (self_t *self, const char *id, const dispatch_plan_t *plan)
+{
+    if (plan->verdict == DISPATCH_ROUTED) {
+        self->stats.dispatched++;
+        delivery_dispatched (self, id);
+        cb_log (CB_LOG_DEBUG, "dispatched", "ticket", id,
+                "department", plan->route.department, "policy", plan->route.policy, NULL);
+    }
+    else {
+        self->stats.review++;
+        cb_log (CB_LOG_INFO, "waits for an operator", "ticket", id,
+                "state", ticket_state_name (plan->after->state), "why", plan->reason, NULL);
+    }
+    dispatcher_publish (self, plan->after, plan->events, plan->n_events);
+}
+
 //  Loads, decides, stores; reloads and decides again when someone else
 //  changed the ticket in between. Leaves the inbox entry when Redis fails,
 //  so a later sweep retries.
@@ -397,20 +418,8 @@ dispatcher_handle_ticket (self_t *self, const char *id)
         }
         rc = ticket_store_apply (self->store, before, plan.after, plan.events, plan.n_events,
                                  plan.ops);
-        if (rc == TS_OK) {
-            if (plan.verdict == DISPATCH_ROUTED) {
-                self->stats.dispatched++;
-                delivery_dispatched (self, id);
-                cb_log (CB_LOG_INFO, "dispatched", "ticket", id,
-                        "department", plan.route.department, "policy", plan.route.policy, NULL);
-            }
-            else {
-                self->stats.review++;
-                cb_log (CB_LOG_INFO, "waits for an operator", "ticket", id,
-                        "state", ticket_state_name (plan.after->state), "why", plan.reason, NULL);
-            }
-            dispatcher_publish (self, plan.after, plan.events, plan.n_events);
-        }
+        if (rc == TS_OK)
+            s_plan_stored (self, id, &plan);
         else
         if (rc == TS_CONFLICT)
             self->stats.conflicts++;
@@ -428,13 +437,100 @@ dispatcher_handle_ticket (self_t *self, const char *id)
             "ticket", id, NULL);
 }
 
+//  Handles many tickets with two round trips in all: loaded in one
+//  pipeline (ticket_store_load_many), planned, and every change stored in
+//  one pipeline (ticket_store_apply_many; each is still its own
+//  compare-and-set). What the batch does not settle goes through
+//  dispatcher_handle_ticket one at a time: a ticket that did not load, a
+//  plan that failed or has nothing to store (SKIP: the inbox entry, the
+//  review clock), a version conflict. An id given twice is handled once.
+static void
+s_handle_batch (self_t *self, const char *const *ids, size_t n)
+{
+    if (n == 0 || !dispatcher_may_act (self))
+        return;
+    cb_ticket_t **tickets = calloc (n, sizeof *tickets);
+    int *loaded = calloc (n, sizeof *loaded);
+    dispatch_plan_t *plans = calloc (n, sizeof *plans);
+    ts_change_t *changes = calloc (n, sizeof *changes);
+    size_t *slot = calloc (n, sizeof *slot);         //  id -> its change + 1, 0: none
+    bool *alone = calloc (n, sizeof *alone);
+    if (!tickets || !loaded || !plans || !changes || !slot || !alone) {
+        free (tickets); free (loaded); free (plans); free (changes); free (slot); free (alone);
+        for (size_t i = 0; i < n; i++)
+            dispatcher_handle_ticket (self, ids [i]);
+        return;
+    }
+    ticket_store_load_many (self->store, ids, n, tickets, loaded);
+    citydata_snapshot_t *snap = citydata_acquire (self->citydata);
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool repeated = false;
+        for (size_t j = 0; j < i && !repeated; j++)
+            repeated = strcmp (ids [j], ids [i]) == 0;
+        if (repeated || loaded [i] != TS_OK) {
+            alone [i] = !repeated;
+            continue;
+        }
+        dispatch_plan_t *plan = &plans [count];
+        int64_t now_ms = cb_clock_now_ms ();
+        int rc = dispatch_plan (plan, tickets [i], snap->catalog, snap->grids, &self->actor,
+                                now_ms);
+        if (rc == 0 && s_plan_clocks (self, tickets [i], plan, now_ms))
+            rc = -1;
+        if (rc || plan->verdict == DISPATCH_SKIP) {
+            dispatch_plan_reset (plan);
+            alone [i] = true;
+            continue;
+        }
+        self->stats.handled++;
+        changes [count] = (ts_change_t) { tickets [i], plan->after, plan->events, plan->n_events,
+                                          plan->ops, TS_ERROR };
+        slot [i] = ++count;
+    }
+    citydata_release (self->citydata, &snap);
+    if (count && (!dispatcher_may_act (self)
+              ||  ticket_store_apply_many (self->store, changes, count) == TS_ERROR))
+        for (size_t k = 0; k < count; k++)
+            changes [k].result = TS_ERROR;
+    for (size_t i = 0; i < n; i++) {
+        if (!slot [i])
+            continue;
+        dispatch_plan_t *plan = &plans [slot [i] - 1];
+        int rc = changes [slot [i] - 1].result;
+        if (rc == TS_OK)
+            s_plan_stored (self, ids [i], plan);
+        else
+        if (rc == TS_CONFLICT) {
+            self->stats.conflicts++;
+            alone [i] = true;
+        }
+        else
+        if (rc == TS_NOT_FOUND)
+            s_inbox_remove (self, plan->inbox_key, ids [i]);
+        else
+            self->stats.unavailable++;      //  left in the inbox: a sweep retries
+        dispatch_plan_reset (plan);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (tickets [i])
+            civicbus__v1__ticket__free_unpacked (tickets [i], NULL);
+    for (size_t i = 0; i < n; i++)
+        if (alone [i])
+            dispatcher_handle_ticket (self, ids [i]);
+    free (tickets); free (loaded); free (plans); free (changes); free (slot); free (alone);
+}
+
 /* ---- private: doorbells and sweeps ---- */
 
 static void
 s_take_doorbells (self_t *self)
 {
-    for (int n = 0; n < DOORBELLS_PER_TURN && self->active
-                    && (zsock_events (self->doorbell) & ZMQ_POLLIN); n++) {
+    char ids [DOORBELLS_PER_TURN][CB_TICKET_ID_MAX];
+    const char *batch [DOORBELLS_PER_TURN];
+    size_t n = 0;
+    for (int taken = 0; taken < DOORBELLS_PER_TURN && self->active
+                        && (zsock_events (self->doorbell) & ZMQ_POLLIN); taken++) {
         cb_error_t err;
         Civicbus__V1__Envelope *env = cb_bus_recv (self->doorbell, NULL, &err);
         if (!env) {
@@ -445,13 +541,21 @@ s_take_doorbells (self_t *self)
             env, CIVICBUS__V1__ENVELOPE_TYPE__ENVELOPE_DOORBELL, &err);
         if (bell) {
             self->stats.doorbells++;
-            dispatcher_handle_ticket (self, bell->ticket_id);
+            if (ticket_id_bucket (bell->ticket_id) >= 0
+            &&  strlen (bell->ticket_id) < CB_TICKET_ID_MAX) {
+                memcpy (ids [n], bell->ticket_id, strlen (bell->ticket_id) + 1);
+                batch [n] = ids [n];
+                n++;
+            }
+            else
+                dispatcher_handle_ticket (self, bell->ticket_id);   //  logs what it is
             protobuf_c_message_free_unpacked (&bell->base, NULL);
         }
         else
             cb_log (CB_LOG_WARN, "doorbell payload dropped", "error", err.message, NULL);
         protobuf_c_message_free_unpacked (&env->base, NULL);
     }
+    s_handle_batch (self, batch, n);
 }
 
 //  Inbox entries older than min_age_ms, at most SWEEP_PER_BUCKET per bucket,
@@ -501,15 +605,18 @@ s_sweep (self_t *self, int64_t min_age_ms)
     //  At most SWEEP_PER_TURN per loop turn, like the doorbells: a big
     //  backlog (a takeover, a long outage) must not keep the adapters'
     //  ACKs and heartbeats waiting; the rest come with the next turn.
+    const char *batch [SWEEP_PER_TURN];
     size_t taken = 0;
-    for (char *id = zlist_first (ids); id && self->active; id = zlist_next (ids)) {
-        if (taken++ == SWEEP_PER_TURN) {
+    for (char *id = zlist_first (ids); id; id = zlist_next (ids)) {
+        if (taken == SWEEP_PER_TURN) {
             more = true;
             break;
         }
         self->stats.swept++;
-        dispatcher_handle_ticket (self, id);
+        batch [taken++] = id;
     }
+    if (self->active)
+        s_handle_batch (self, batch, taken);
     zlist_destroy (&ids);
     if (more)
         self->next_sweep_ms = cb_clock_mono_ms ();
