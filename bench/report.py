@@ -195,9 +195,10 @@ def main():
     e2e_max = load(raw, "e2e_max")
     if e2e_max:
         summary["e2e_max_rate"] = e2e_max["max_rate"]
-        lines.append("e2e      maximum: orders reach the department at %d/s under 1,000/s offered "
-                     "(adapter capacity %d); 80%% = %d/s" % (e2e_max["max_rate"], e2e_max["capacity"],
-                                                            e2e_max["rate80"]))
+        lines.append("e2e      maximum: orders reach the department at %d/s under %d/s offered "
+                     "(adapter capacity %d); 80%% = %d/s" % (e2e_max["max_rate"],
+                                                            e2e_max.get("offered", 1000),
+                                                            e2e_max["capacity"], e2e_max["rate80"]))
     for receiver in ("c", "py"):
         ceiling = load(raw, "e2e_ceiling_" + receiver)
         if ceiling:
