@@ -50,7 +50,9 @@ SMS_TOKEN = "sms-token-test"
 class Receiver:
     """An HTTP receiver on a free loopback port. Records every call; fails
     (503) the first `fail_first` calls of each delivery id, every call while
-    `down`, and a share `fail_rate` of calls at random."""
+    `down`, and a share `fail_rate` of calls at random, but (with
+    `fail_rate_most` set) no delivery id more than that many times, so a
+    test about retries never meets a dead letter by chance."""
 
     def __init__(self, kind):
         self.kind = kind
@@ -58,6 +60,7 @@ class Receiver:
         self.calls = []             # dicts: did, path, headers, body, ok, signature_ok
         self.fail_first = 0
         self.fail_rate = 0.0
+        self.fail_rate_most = None
         self.down = False
         self.delay = 0.0
         self.seen = {}              # did -> calls so far
@@ -107,7 +110,9 @@ class Receiver:
         with self.lock:
             n = self.seen.get(did, 0)
             self.seen[did] = n + 1
-            ok = not self.down and n >= self.fail_first and random.random() >= self.fail_rate
+            lucky = random.random() >= self.fail_rate or (
+                self.fail_rate_most is not None and n - self.fail_first >= self.fail_rate_most)
+            ok = not self.down and n >= self.fail_first and lucky
             self.calls.append({"did": did, "path": path, "headers": h, "body": body, "ok": ok,
                                "signature_ok": self.signature_ok(path, headers, body)})
         return ok
@@ -500,7 +505,11 @@ class TwoNotifiers(NotifierBase):
         kinds = ["accept", "dispatch", "sign", "progress", "progress", "request_extension",
                  "approve_extension", "progress", "resolve", "verify", "follow_up"]
         ids = self.next_ids(4, 64 * 5000 + 17)
+        # 30% of calls fail, none more than twice for one delivery (the
+        # notifier gives up after 4 attempts: 0.3^4 per delivery over 44
+        # deliveries would make a dead letter in about one run of three).
         self.hotline.fail_rate = 0.3
+        self.hotline.fail_rate_most = 2
         try:
             for tid in ids:
                 write_ticket(self.r, tid, [(k, f"第{i}步") for i, k in enumerate(kinds, 1)],
@@ -512,6 +521,7 @@ class TwoNotifiers(NotifierBase):
                     60, what=f"all hotline pushes of {tid}")
         finally:
             self.hotline.fail_rate = 0.0
+            self.hotline.fail_rate_most = None
         self.wait_idle()
         for tid in ids:
             first_seen = []
