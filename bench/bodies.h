@@ -10,6 +10,7 @@
 #define CIVICBUS_BENCH_BODIES_H
 
 #include "civicbus/catalog.h"
+#include "civicbus/file.h"
 #include "civicbus/grid_index.h"
 
 #include <jansson.h>
@@ -56,30 +57,6 @@ bodies_random (uint64_t *state)
     return *state * 0x2545F4914F6CDD1Dull;
 }
 
-static inline char *
-bodies_read_file (const char *path, size_t *len)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return NULL;
-    char *text = NULL;
-    if (fseek (file, 0, SEEK_END) == 0) {
-        long size = ftell (file);
-        rewind (file);
-        text = size >= 0 ? malloc ((size_t) size + 1) : NULL;
-        if (text && fread (text, 1, (size_t) size, file) == (size_t) size) {
-            text [size] = 0;
-            *len = (size_t) size;
-        }
-        else {
-            free (text);
-            text = NULL;
-        }
-    }
-    fclose (file);
-    return text;
-}
-
 static inline void
 bodies_free (bodies_t *self)
 {
@@ -98,8 +75,8 @@ bodies_make (bodies_t *self, const char *grids_path, const char *catalog_path, s
 {
     memset (self, 0, sizeof *self);
     size_t grids_len = 0, catalog_len = 0;
-    char *grids_text = bodies_read_file (grids_path, &grids_len);
-    char *catalog_text = bodies_read_file (catalog_path, &catalog_len);
+    char *grids_text = cb_file_read (grids_path, CB_FILE_CITY_DATA_MAX, &grids_len, NULL, 0);
+    char *catalog_text = cb_file_read (catalog_path, CB_FILE_CITY_DATA_MAX, &catalog_len, NULL, 0);
     grid_index_t *index = NULL;
     catalog_t *catalog = NULL;
     json_t *geo = NULL;

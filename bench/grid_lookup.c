@@ -7,6 +7,7 @@
     Usage: bench-grid_lookup [GRIDS.geojson [THREADS]]
     The points come from a fixed-seed generator, so runs are comparable. */
 
+#include "civicbus/file.h"
 #include "civicbus/grid_index.h"
 
 #include <pthread.h>
@@ -70,30 +71,6 @@ s_compare_int64 (const void *a, const void *b)
     return (left > right) - (left < right);
 }
 
-static char *
-s_read_file (const char *path, size_t *len)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return NULL;
-    char *text = NULL;
-    if (fseek (file, 0, SEEK_END) == 0) {
-        long size = ftell (file);
-        rewind (file);
-        text = size >= 0? malloc ((size_t) size + 1): NULL;
-        if (text && fread (text, 1, (size_t) size, file) == (size_t) size) {
-            text [size] = 0;
-            *len = (size_t) size;
-        }
-        else {
-            free (text);
-            text = NULL;
-        }
-    }
-    fclose (file);
-    return text;
-}
-
 int
 main (int argc, char *argv [])
 {
@@ -111,12 +88,12 @@ main (int argc, char *argv [])
         return 2;
     }
     size_t len = 0;
-    char *text = s_read_file (path, &len);
+    char err [256];
+    char *text = cb_file_read (path, CB_FILE_CITY_DATA_MAX, &len, err, sizeof err);
     if (!text) {
-        fprintf (stderr, "cannot read %s\n", path);
+        fprintf (stderr, "%s\n", err);
         return 1;
     }
-    char err [256];
     int64_t load_start = s_now_ns ();
     grid_index_t *index = grid_index_from_geojson (text, len, err, sizeof err);
     int64_t load_ns = s_now_ns () - load_start;

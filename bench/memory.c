@@ -110,7 +110,7 @@ s_read_config (const char *name, size_t *len)
 {
     char path [1024];
     snprintf (path, sizeof path, "%s/deploy/config/%s", CIVICBUS_SOURCE_DIR, name);
-    return bodies_read_file (path, len);
+    return cb_file_read (path, CB_FILE_CITY_DATA_MAX, len, NULL, 0);
 }
 
 /* ---- main ---- */
@@ -162,7 +162,7 @@ main (int argc, char *argv [])
         return 1;
     }
     size_t grids_len = 0;
-    char *grids_text = bodies_read_file (grids, &grids_len);
+    char *grids_text = cb_file_read (grids, CB_FILE_CITY_DATA_MAX, &grids_len, NULL, 0);
     grid_index_t *index = grids_text ? grid_index_from_geojson (grids_text, grids_len, err,
                                                                 sizeof err) : NULL;
     free (grids_text);

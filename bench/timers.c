@@ -49,6 +49,7 @@
 
 #include "histogram.h"
 #include "civicbus/clock.h"
+#include "civicbus/file.h"
 #include "civicbus/redis.h"
 #include "civicbus/sla.h"
 #include "civicbus/ticket_effects.h"
@@ -492,30 +493,6 @@ s_mode_claim (cb_redis_t *redis, const opts_t *opts)
     return rc;
 }
 
-static char *
-s_read_file (const char *path, size_t *len)
-{
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return NULL;
-    char *text = NULL;
-    if (fseek (file, 0, SEEK_END) == 0) {
-        long size = ftell (file);
-        rewind (file);
-        text = size >= 0 ? malloc ((size_t) size + 1) : NULL;
-        if (text && fread (text, 1, (size_t) size, file) == (size_t) size) {
-            text [size] = 0;
-            *len = (size_t) size;
-        }
-        else {
-            free (text);
-            text = NULL;
-        }
-    }
-    fclose (file);
-    return text;
-}
-
 //  The accept change takes the ticket out of the inbox, as the dispatcher's does.
 static int
 s_accept_ops (const cb_ticket_t *before, cb_ticket_t *after, const ticket_outcome_t *outcome,
@@ -535,11 +512,11 @@ s_mode_store (cb_redis_t *redis, const opts_t *opts)
     char err [512] = "", path [1024];
     size_t len = 0;
     snprintf (path, sizeof path, "%s/deploy/config/sla.json", CIVICBUS_SOURCE_DIR);
-    char *text = s_read_file (path, &len);
+    char *text = cb_file_read (path, CB_FILE_CITY_DATA_MAX, &len, NULL, 0);
     sla_policies_t *policies = text ? sla_from_json (text, len, err, sizeof err) : NULL;
     free (text);
     snprintf (path, sizeof path, "%s/deploy/config/calendar-cn-2026.json", CIVICBUS_SOURCE_DIR);
-    text = s_read_file (path, &len);
+    text = cb_file_read (path, CB_FILE_CITY_DATA_MAX, &len, NULL, 0);
     workcal_t *cal = text ? workcal_from_json (text, len, err, sizeof err) : workcal_new_default ();
     free (text);
     ticket_store_t *store = ticket_store_new (redis);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <jansson.h>
+#include "civicbus/file.h"
 #include "civicbus/redis.h"
 #include "civicbus/grid_index.h"
 #include "civicbus/catalog.h"
@@ -32,7 +33,7 @@ enum {
 };
 
 #define CLI_DEFAULT_REDIS_URL "redis://127.0.0.1:6380/0"
-#define CLI_FILE_MAX (256u * 1024 * 1024)   //  refuse bigger input files
+#define CLI_FILE_MAX CB_FILE_CITY_DATA_MAX   //  refuse bigger input files
 
 typedef struct _cli_t cli_t;
 typedef struct _cli_command_t cli_command_t;

@@ -3,6 +3,7 @@
     and counters. Kept apart from main.c so the doors come and go as one. */
 
 #include "intake.h"
+#include "civicbus/file.h"
 #include "civicbus/log.h"
 
 #include <stdio.h>
@@ -10,44 +11,6 @@
 #include <string.h>
 
 /* ---- private ---- */
-
-//  The whole file, NUL-terminated, in *out (caller frees). 0 or -1.
-static int
-s_read_file (const char *path, char **out, size_t *len)
-{
-    *out = NULL;
-    FILE *file = fopen (path, "rb");
-    if (!file)
-        return -1;
-    size_t cap = 4096, used = 0;
-    char *buf = malloc (cap);
-    while (buf) {
-        if (used + 1024 > cap) {
-            char *bigger = cap < (16u << 20) ? realloc (buf, cap * 2) : NULL;
-            if (!bigger) {
-                free (buf);
-                buf = NULL;
-                break;
-            }
-            buf = bigger;
-            cap *= 2;
-        }
-        size_t n = fread (buf + used, 1, cap - used - 1, file);
-        used += n;
-        if (n == 0)
-            break;
-    }
-    bool failed = ferror (file);
-    fclose (file);
-    if (!buf || failed) {
-        free (buf);
-        return -1;
-    }
-    buf [used] = 0;
-    *out = buf;
-    *len = used;
-    return 0;
-}
 
 static int
 s_secret (intake_t *intake, const cb_config_t *config)
@@ -61,8 +24,11 @@ s_secret (intake_t *intake, const cb_config_t *config)
     }
     else
     if (path && *path) {
-        if (s_read_file (path, &intake->hotline_secret, &len)) {
-            cb_log (CB_LOG_ERROR, "cannot read CIVICBUS_HOTLINE_SECRET_FILE", "path", path, NULL);
+        char err [512];
+        intake->hotline_secret = cb_file_read (path, 64 * 1024, &len, err, sizeof err);
+        if (!intake->hotline_secret) {
+            cb_log (CB_LOG_ERROR, "cannot read CIVICBUS_HOTLINE_SECRET_FILE", "path", path,
+                    "error", err, NULL);
             return -1;
         }
         while (len > 0 && (intake->hotline_secret [len - 1] == '\n'
@@ -89,13 +55,14 @@ s_sensors (intake_t *intake, const cb_config_t *config)
         cb_log (CB_LOG_INFO, "no CIVICBUS_SENSORS_CONFIG: /v1/events answers 503", NULL);
         return 0;
     }
-    char *text = NULL;
     size_t len = 0;
-    if (s_read_file (path, &text, &len)) {
-        cb_log (CB_LOG_ERROR, "cannot read CIVICBUS_SENSORS_CONFIG", "path", path, NULL);
+    char err [512] = "";
+    char *text = cb_file_read (path, 16u * 1024 * 1024, &len, err, sizeof err);
+    if (!text) {
+        cb_log (CB_LOG_ERROR, "cannot read CIVICBUS_SENSORS_CONFIG", "path", path,
+                "error", err, NULL);
         return -1;
     }
-    char err [256] = "";
     intake->sensors = sensor_config_new (text, len, err, sizeof err);
     free (text);
     if (!intake->sensors) {

@@ -44,6 +44,7 @@
 
 #include "notifier.h"
 #include "civicbus/service.h"
+#include "civicbus/file.h"
 #include "civicbus/log.h"
 #include "civicbus/clock.h"
 #include "civicbus/redis.h"
@@ -52,7 +53,6 @@
 
 #include <czmq.h>
 #include <curl/curl.h>
-#include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdatomic.h>
@@ -484,31 +484,13 @@ s_load_rules (const char *path)
         cb_log (CB_LOG_WARN, "CIVICBUS_NOTIFIER_CONFIG is not set: no rules, nobody is told", NULL);
         return notify_rules_new ("{}", 2, err, sizeof err);
     }
-    FILE *file = fopen (path, "rb");
-    if (!file) {
+    size_t len = 0;
+    char *text = cb_file_read (path, 16u * 1024 * 1024, &len, err, sizeof err);
+    if (!text) {
         cb_log (CB_LOG_ERROR, "cannot read the notifier configuration", "file", path,
-                "error", strerror (errno), NULL);
+                "error", err, NULL);
         return NULL;
     }
-    char *text = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 > cap) {
-            char *grown = realloc (text, cap = cap ? cap * 2 : 65536);
-            if (!grown || cap > 16u * 1024 * 1024) {
-                free (grown ? grown : text);
-                fclose (file);
-                cb_log (CB_LOG_ERROR, "notifier configuration too large", "file", path, NULL);
-                return NULL;
-            }
-            text = grown;
-        }
-        size_t n = fread (text + len, 1, cap - len, file);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    fclose (file);
     notify_rules_t *rules = notify_rules_new (text, len, err, sizeof err);
     free (text);
     if (!rules)
