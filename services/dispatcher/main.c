@@ -437,6 +437,13 @@ dispatcher_handle_ticket (self_t *self, const char *id)
             "ticket", id, NULL);
 }
 
+//  One ticket of a routing batch.
+typedef struct {
+    size_t change;                      //  its change + 1 in the batch, 0: none
+    bool alone;                         //  settled by dispatcher_handle_ticket afterwards
+    dispatch_plan_t plan;
+} s_routed_t;
+
 //  Handles many tickets with two round trips in all: loaded in one
 //  pipeline (ticket_store_load_many), planned, and every change stored in
 //  one pipeline (ticket_store_apply_many; each is still its own
@@ -449,14 +456,12 @@ s_handle_batch (self_t *self, const char *const *ids, size_t n)
 {
     if (n == 0 || !dispatcher_may_act (self))
         return;
+    s_routed_t *items = calloc (n, sizeof *items);
+    ts_change_t *changes = calloc (n, sizeof *changes);
     cb_ticket_t **tickets = calloc (n, sizeof *tickets);
     int *loaded = calloc (n, sizeof *loaded);
-    dispatch_plan_t *plans = calloc (n, sizeof *plans);
-    ts_change_t *changes = calloc (n, sizeof *changes);
-    size_t *slot = calloc (n, sizeof *slot);         //  id -> its change + 1, 0: none
-    bool *alone = calloc (n, sizeof *alone);
-    if (!tickets || !loaded || !plans || !changes || !slot || !alone) {
-        free (tickets); free (loaded); free (plans); free (changes); free (slot); free (alone);
+    if (!items || !changes || !tickets || !loaded) {
+        free (items); free (changes); free (tickets); free (loaded);
         for (size_t i = 0; i < n; i++)
             dispatcher_handle_ticket (self, ids [i]);
         return;
@@ -465,28 +470,28 @@ s_handle_batch (self_t *self, const char *const *ids, size_t n)
     citydata_snapshot_t *snap = citydata_acquire (self->citydata);
     size_t count = 0;
     for (size_t i = 0; i < n; i++) {
+        s_routed_t *item = &items [i];
         bool repeated = false;
         for (size_t j = 0; j < i && !repeated; j++)
             repeated = strcmp (ids [j], ids [i]) == 0;
         if (repeated || loaded [i] != TS_OK) {
-            alone [i] = !repeated;
+            item->alone = !repeated;
             continue;
         }
-        dispatch_plan_t *plan = &plans [count];
         int64_t now_ms = cb_clock_now_ms ();
-        int rc = dispatch_plan (plan, tickets [i], snap->catalog, snap->grids, &self->actor,
-                                now_ms);
-        if (rc == 0 && s_plan_clocks (self, tickets [i], plan, now_ms))
+        int rc = dispatch_plan (&item->plan, tickets [i], snap->catalog, snap->grids,
+                                &self->actor, now_ms);
+        if (rc == 0 && s_plan_clocks (self, tickets [i], &item->plan, now_ms))
             rc = -1;
-        if (rc || plan->verdict == DISPATCH_SKIP) {
-            dispatch_plan_reset (plan);
-            alone [i] = true;
+        if (rc || item->plan.verdict == DISPATCH_SKIP) {
+            dispatch_plan_reset (&item->plan);
+            item->alone = true;
             continue;
         }
         self->stats.handled++;
-        changes [count] = (ts_change_t) { tickets [i], plan->after, plan->events, plan->n_events,
-                                          plan->ops, TS_ERROR };
-        slot [i] = ++count;
+        changes [count] = (ts_change_t) { tickets [i], item->plan.after, item->plan.events,
+                                          item->plan.n_events, item->plan.ops, TS_ERROR };
+        item->change = ++count;
     }
     citydata_release (self->citydata, &snap);
     if (count && (!dispatcher_may_act (self)
@@ -494,31 +499,30 @@ s_handle_batch (self_t *self, const char *const *ids, size_t n)
         for (size_t k = 0; k < count; k++)
             changes [k].result = TS_ERROR;
     for (size_t i = 0; i < n; i++) {
-        if (!slot [i])
-            continue;
-        dispatch_plan_t *plan = &plans [slot [i] - 1];
-        int rc = changes [slot [i] - 1].result;
-        if (rc == TS_OK)
-            s_plan_stored (self, ids [i], plan);
-        else
-        if (rc == TS_CONFLICT) {
-            self->stats.conflicts++;
-            alone [i] = true;
+        s_routed_t *item = &items [i];
+        if (item->change) {
+            int rc = changes [item->change - 1].result;
+            if (rc == TS_OK)
+                s_plan_stored (self, ids [i], &item->plan);
+            else
+            if (rc == TS_CONFLICT) {
+                self->stats.conflicts++;
+                item->alone = true;
+            }
+            else
+            if (rc == TS_NOT_FOUND)
+                s_inbox_remove (self, item->plan.inbox_key, ids [i]);
+            else
+                self->stats.unavailable++;  //  left in the inbox: a sweep retries
+            dispatch_plan_reset (&item->plan);
         }
-        else
-        if (rc == TS_NOT_FOUND)
-            s_inbox_remove (self, plan->inbox_key, ids [i]);
-        else
-            self->stats.unavailable++;      //  left in the inbox: a sweep retries
-        dispatch_plan_reset (plan);
-    }
-    for (size_t i = 0; i < n; i++)
         if (tickets [i])
             civicbus__v1__ticket__free_unpacked (tickets [i], NULL);
+    }
     for (size_t i = 0; i < n; i++)
-        if (alone [i])
+        if (items [i].alone)
             dispatcher_handle_ticket (self, ids [i]);
-    free (tickets); free (loaded); free (plans); free (changes); free (slot); free (alone);
+    free (items); free (changes); free (tickets); free (loaded);
 }
 
 /* ---- private: doorbells and sweeps ---- */
