@@ -1,7 +1,7 @@
 /*  deadlines.c — the dispatcher's time-limit timers (DESIGN.md, "Time
     limits"): every CIVICBUS_TIMER_MS while active, lapsed claims go back
-    to tmr, due timers are claimed (timers_claim_all: one Lua script per
-    bucket, pipelined), and each claimed timer's effect is stored with its
+    to tmr, due timers are claimed (timers_claim_all: a pipelined probe of
+    every bucket, then one Lua script per bucket with timers due), and each claimed timer's effect is stored with its
     completion in ONE compare-and-set (timers.h has the exactly-once
     argument). Claimed timers are settled FIRE_BATCH at a time in two
     round trips: their tickets loaded in one pipeline, then every effect's

@@ -521,6 +521,50 @@ s_add_many (fixture_t *f, int count)
     }
 }
 
+//  Script calls Redis has run so far (INFO commandstats).
+static long long
+s_script_calls (fixture_t *f)
+{
+    redisReply *reply = cb_redis_command (f->redis, "INFO commandstats");
+    assert_non_null (reply);
+    assert_int_equal (reply->type, REDIS_REPLY_STRING);
+    const char *at = strstr (reply->str, "cmdstat_evalsha:calls=");
+    long long calls = at ? atoll (at + strlen ("cmdstat_evalsha:calls=")) : 0;
+    freeReplyObject (reply);
+    return calls;
+}
+
+//  An idle tick reads each bucket and runs no script; a tick with one
+//  bucket due runs the claim script there only, and claims what is due.
+static void
+test_claim_all_scripts_only_where_due (void **state)
+{
+    fixture_t *f = *state;
+    s_add_many (f, 3 * CB_BUCKETS);         //  due at 1 .. 192, bucket = (due - 1) % 64
+    long long before = s_script_calls (f);
+    cb_timer_t *timers = NULL;
+    size_t n = 99;
+    assert_int_equal (timers_claim_all (f->redis, 0, 60000, 8, &timers, &n), 0);
+    assert_int_equal (n, 0);
+    assert_null (timers);
+    assert_int_equal (s_script_calls (f), before);
+
+    //  At 1 only bucket 0 has a due timer.
+    assert_int_equal (timers_claim_all (f->redis, 1, 60000, 8, &timers, &n), 0);
+    assert_int_equal (n, 1);
+    assert_int_equal (timers [0].at_ms, 1);
+    assert_int_equal (ticket_id_bucket (timers [0].ticket_id), 0);
+    free (timers);
+    assert_int_equal (s_script_calls (f), before + 1);
+
+    //  At 70: due 2 .. 64 in buckets 1 .. 63 and 65 .. 70 in buckets 0 .. 5,
+    //  so every bucket: 69 timers in 64 scripts.
+    assert_int_equal (timers_claim_all (f->redis, 70, 60000, 8, &timers, &n), 0);
+    assert_int_equal (n, 69);
+    free (timers);
+    assert_int_equal (s_script_calls (f), before + 1 + CB_BUCKETS);
+}
+
 typedef struct {
     const char *url;
     int64_t now;
@@ -680,6 +724,7 @@ main (void)
         cmocka_unit_test_setup (test_claim_complete_requeue, s_flush),
         cmocka_unit_test_setup (test_two_claimers, s_flush),
         cmocka_unit_test_setup (test_hundred_thousand, s_flush),
+        cmocka_unit_test_setup (test_claim_all_scripts_only_where_due, s_flush),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

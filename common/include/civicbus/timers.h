@@ -143,8 +143,9 @@ timer_verdict_t timers_verdict (const cb_ticket_t *ticket, const cb_timer_t *tim
 int timers_claim (cb_redis_t *redis, int bucket, int64_t now_ms, int64_t visibility_ms,
                   int max, cb_timer_t *out, size_t *count);
 
-//  The same for every bucket in one pipelined round trip: up to
-//  `max_per_bucket` from each. *timers is a malloc'd array (free() it; NULL
+//  The same for every bucket: one pipelined round trip of plain reads finds
+//  the buckets with anything due, a second runs the claim script in those
+//  only (an idle tick runs no script); up to `max_per_bucket` from each. *timers is a malloc'd array (free() it; NULL
 //  when *count is 0). 0 or -1 (then *timers is NULL and *count 0; what the
 //  buckets that answered had claimed comes back through requeue).
 int timers_claim_all (cb_redis_t *redis, int64_t now_ms, int64_t visibility_ms,
