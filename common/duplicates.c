@@ -174,30 +174,28 @@ dup_index_find (dup_index_t *self, cb_redis_t *redis, ticket_store_t *store,
     return found;
 }
 
-//  The add script's arguments for a ticket: its category's keys, its point
-//  and its creation time.
-typedef struct {
-    char geo [128], times [128], lon [32], lat [32], created [24];
-} s_add_args_t;
-
-static void
-s_add_args (const cb_ticket_t *t, s_add_args_t *a)
+int
+dup_add_prepare (const cb_ticket_t *t, dup_add_t *a)
 {
+    assert (t && a);
+    if (!dup_applies (t) || pb_string_is_empty (t->id) || strlen (t->id) >= sizeof a->id)
+        return 0;
     s_keys (t->category, a->geo, a->times, sizeof a->geo);
     snprintf (a->lon, sizeof a->lon, "%.7f", t->location->lon);
     snprintf (a->lat, sizeof a->lat, "%.7f", t->location->lat);
     snprintf (a->created, sizeof a->created, "%lld", (long long) t->created_ms);
+    snprintf (a->id, sizeof a->id, "%s", t->id);
+    return 1;
 }
 
 int
 dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t)
 {
     assert (self && redis && t);
-    if (!dup_applies (t) || pb_string_is_empty (t->id))
+    dup_add_t a;
+    if (!dup_add_prepare (t, &a))
         return 0;
-    s_add_args_t a;
-    s_add_args (t, &a);
-    const char *argv [] = { a.geo, a.times, a.lon, a.lat, t->id, a.created };
+    const char *argv [] = { a.geo, a.times, a.lon, a.lat, a.id, a.created };
     redisReply *reply = s_eval (&self->add, redis, 2, 6, argv);
     int rc = reply && reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
     if (reply)
@@ -258,33 +256,11 @@ dup_drop_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t
 }
 
 int
-dup_add_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t)
+dup_add_append (cb_redis_t *redis, dup_scripts_t *scripts, const dup_add_t *a)
 {
-    assert (redis && scripts && t);
-    if (!dup_applies (t) || pb_string_is_empty (t->id))
-        return 0;
-    s_add_args_t a;
-    s_add_args (t, &a);
-    const char *argv [] = { a.geo, a.times, a.lon, a.lat, t->id, a.created };
-    return cb_redis_append_eval (redis, &scripts->add, 2, 6, argv, NULL) ? -1 : 1;
-}
-
-int
-dup_kpi_count_append (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate, int64_t now_ms)
-{
-    char reports [48], dups [48], area [96];
-    int day = cb_time_local_yyyymmdd (now_ms);
-    snprintf (reports, sizeof reports, "kpi:reports:%08d", day);
-    snprintf (dups, sizeof dups, "kpi:dup:%08d", day);
-    dup_kpi_area (t, area, sizeof area);
-    int n = 0, rc = 0;
-    rc |= cb_redis_append (redis, "HINCRBY %s %s 1", reports, area); n++;
-    rc |= cb_redis_append (redis, "EXPIRE %s %d", reports, DUP_KPI_TTL_S); n++;
-    if (duplicate) {
-        rc |= cb_redis_append (redis, "HINCRBY %s %s 1", dups, area); n++;
-        rc |= cb_redis_append (redis, "EXPIRE %s %d", dups, DUP_KPI_TTL_S); n++;
-    }
-    return rc ? -1 : n;
+    assert (redis && scripts && a);
+    const char *argv [] = { a->geo, a->times, a->lon, a->lat, a->id, a->created };
+    return cb_redis_append_eval (redis, &scripts->add, 2, 6, argv, NULL);
 }
 
 int
@@ -309,21 +285,6 @@ dup_kpi_area (const cb_ticket_t *t, char *buf, size_t cap)
     snprintf (buf, cap, "%s", s_street (t));
 }
 
-int
-dup_kpi_count (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate, int64_t now_ms)
-{
-    int n = dup_kpi_count_append (redis, t, duplicate, now_ms);
-    int rc = n < 0 ? -1 : 0;
-    for (int i = 0; rc == 0 && i < n; i++) {
-        redisReply *reply = cb_redis_get_reply (redis);
-        if (!reply || reply->type == REDIS_REPLY_ERROR)
-            rc = -1;
-        if (reply)
-            freeReplyObject (reply);
-    }
-    return rc;
-}
-
 static json_t *
 s_rate (json_t *object, long long reports, long long dups)
 {
@@ -333,38 +294,70 @@ s_rate (json_t *object, long long reports, long long dups)
     return object;
 }
 
+//  Adds a HGETALL's counts (area -> n) to by_area's [reports, dups] pairs,
+//  at `slot` (0 reports, 1 dups). 0, or -1 for a reply of the wrong kind.
+static int
+s_kpi_add (json_t *by_area, const redisReply *reply, size_t slot)
+{
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return -1;
+    for (size_t i = 0; i + 1 < reply->elements; i += 2) {
+        const char *area = reply->element [i]->str;
+        long long n = atoll (reply->element [i + 1]->str);
+        json_t *pair = json_object_get (by_area, area);
+        if (!pair) {
+            pair = json_pack ("[I, I]", 0LL, 0LL);
+            if (!pair || json_object_set_new (by_area, area, pair))
+                return -1;
+        }
+        json_array_set_new (pair, slot, json_integer (json_integer_value (
+                                json_array_get (pair, slot)) + n));
+    }
+    return 0;
+}
+
 int
 dup_kpi_read (cb_redis_t *redis, int yyyymmdd, json_t **out)
 {
     assert (redis && out);
     *out = NULL;
-    redisReply *reports = cb_redis_command (redis, "HGETALL kpi:reports:%08d", yyyymmdd);
-    redisReply *dups = reports ? cb_redis_command (redis, "HGETALL kpi:dup:%08d", yyyymmdd) : NULL;
-    int rc = -1;
-    if (!reports || !dups || reports->type != REDIS_REPLY_ARRAY || dups->type != REDIS_REPLY_ARRAY)
-        goto done;
+    //  Every bucket's two hashes (ts_create_count_kpi), and the two
+    //  unbucketed ones that versions before 2026-11-29 wrote, in one round
+    //  trip; read all replies before judging any, so the pipeline stays in step.
+    enum { N = 2 * CB_BUCKETS + 2 };       //  reports and dups alternate
+    for (int b = 0; b < CB_BUCKETS; b++)
+        if (cb_redis_append (redis, "HGETALL kpi:{b%02d}:reports:%08d", b, yyyymmdd)
+        ||  cb_redis_append (redis, "HGETALL kpi:{b%02d}:dup:%08d", b, yyyymmdd))
+            return -1;
+    if (cb_redis_append (redis, "HGETALL kpi:reports:%08d", yyyymmdd)
+    ||  cb_redis_append (redis, "HGETALL kpi:dup:%08d", yyyymmdd))
+        return -1;
     json_t *by_area = json_object ();           //  area -> [reports, dups]
-    for (size_t i = 0; by_area && i + 1 < reports->elements; i += 2)
-        json_object_set_new (by_area, reports->element [i]->str,
-                             json_pack ("[I, I]", atoll (reports->element [i + 1]->str), 0LL));
-    for (size_t i = 0; by_area && i + 1 < dups->elements; i += 2) {
-        json_t *pair = json_object_get (by_area, dups->element [i]->str);
-        long long n = atoll (dups->element [i + 1]->str);
-        if (pair)
-            json_array_set_new (pair, 1, json_integer (n));
-        else
-            json_object_set_new (by_area, dups->element [i]->str, json_pack ("[I, I]", 0LL, n));
+    int rc = by_area ? 0 : -1;
+    for (int i = 0; i < N; i++) {
+        redisReply *reply = cb_redis_get_reply (redis);
+        if (!reply) {
+            json_decref (by_area);
+            return -1;                          //  the connection is gone
+        }
+        if (rc == 0)
+            rc = s_kpi_add (by_area, reply, (size_t) (i % 2));
+        freeReplyObject (reply);
+    }
+    if (rc) {
+        json_decref (by_area);
+        return -1;
     }
     char date [16];
     snprintf (date, sizeof date, "%04d-%02d-%02d", yyyymmdd / 10000, yyyymmdd / 100 % 100,
               yyyymmdd % 100);
     json_t *root = json_pack ("{s:s}", "date", date);
     json_t *areas = json_array ();
-    if (!by_area || !root || !areas) {
+    if (!root || !areas) {
         json_decref (by_area);
         json_decref (root);
         json_decref (areas);
-        goto done;
+        return -1;
     }
     long long total_reports = 0, total_dups = 0;
     //  Sorted by area code, so answers compare.
@@ -393,13 +386,7 @@ dup_kpi_read (cb_redis_t *redis, int yyyymmdd, json_t **out)
     json_object_set_new (root, "areas", areas);
     json_decref (by_area);
     *out = root;
-    rc = 0;
-done:
-    if (reports)
-        freeReplyObject (reports);
-    if (dups)
-        freeReplyObject (dups);
-    return rc;
+    return 0;
 }
 
 /* ---- public: merges ---- */

@@ -2,7 +2,8 @@
 
     Two Lua scripts do all writes of a ticket:
     - create: idempotency check, id allocation (the bucket's day counter),
-      ticket, first event, inbox, indexes. The id is made inside the script,
+      ticket, first event, inbox, indexes, and when asked the report's
+      count in the repeat-report rate (ts_create_count_kpi). The id is made inside the script,
       so the ticket and event are sent without it and the script prepends the
       id field (protobuf field 1, wire type 2; a later duplicate of a field
       would win, and there is none). Keys derived from the new id are not in
@@ -37,6 +38,16 @@ static const char s_create_lua [] =
     "redis.call('SET', KEYS[1], id, 'EX', ARGV[5])\n"
     "redis.call('ZADD', 'ntfq:' .. tag, ARGV[6], id .. '#1')\n"
     "for i = 3, #KEYS do redis.call('ZADD', KEYS[i], ARGV[6], id) end\n"
+    "if ARGV[10] then\n"
+    "  local k = 'kpi:' .. tag .. ':reports:' .. ARGV[3]\n"
+    "  redis.call('HINCRBY', k, ARGV[10], 1)\n"
+    "  redis.call('EXPIRE', k, ARGV[12])\n"
+    "  if ARGV[11] == '1' then\n"
+    "    k = 'kpi:' .. tag .. ':dup:' .. ARGV[3]\n"
+    "    redis.call('HINCRBY', k, ARGV[10], 1)\n"
+    "    redis.call('EXPIRE', k, ARGV[12])\n"
+    "  end\n"
+    "end\n"
     "return {1, id}\n";
 
 static const char s_apply_lua [] =
@@ -376,6 +387,7 @@ ticket_store_destroy (ticket_store_t **self_p)
 struct _ts_create_t {
     s_args_t args;                  //  keys, then arguments
     int numkeys;
+    bool kpi;                       //  ts_create_count_kpi was called
 };
 
 const char *
@@ -446,6 +458,19 @@ ts_create_new (cb_ticket_t *ticket, const char *district, const char *idem_key, 
     if (rc)
         ts_create_destroy (&self);
     return self;
+}
+
+int
+ts_create_count_kpi (ts_create_t *self, const char *area, bool duplicate, int ttl_s)
+{
+    assert (self && area && *area && ttl_s > 0);
+    assert (!self->kpi);
+    self->kpi = true;
+    //  ARGV[10], [11], [12] of the script.
+    int rc = s_args_str (&self->args, area);
+    rc |= s_args_str (&self->args, duplicate ? "1" : "0");
+    rc |= s_args_int (&self->args, ttl_s);
+    return rc ? -1 : 0;
 }
 
 void

@@ -13,9 +13,10 @@
         CHECK   HGET st of each candidate: the first open one is the
                 parent; final or gone ones before it leave the index
                                                         -> CREATE
-        CREATE  those removals, then the create script  -> AFTER, LOAD, done
-        AFTER   the repeat-report KPI and the duplicate index (as the
-                synchronous hooks did, before the answer) -> done
+        CREATE  those removals, then the create script, which also counts
+                the report in the repeat-report rate     -> AFTER, LOAD, done
+        AFTER   a new unflagged report into the duplicate index, before
+                the answer (so the next report finds it)  -> done
         LOAD    a repeat: the first ticket              -> done
     A job is done when its result is known; then (on the writer thread) the
     doorbell of a created ticket is rung, counters counted, and the
@@ -57,6 +58,7 @@ typedef struct {
     int drops [DUP_CANDIDATES];     //  candidates to drop from the index
     int n_drops;
     ts_create_t *create;
+    dup_add_t add;                  //  AFTER's index entry
     char id [CB_TICKET_ID_MAX];
     intake_submit_t *out;
     intake_submit_done_fn *done;
@@ -69,6 +71,20 @@ static bool
 s_dups_on (const s_job_t *job)
 {
     return job->intake->duplicates != NULL;
+}
+
+//  People's reports count in the repeat-report rate while duplicates are
+//  looked for; sensors fold their repeats instead (sensors.h).
+static bool
+s_counts_in_kpi (const s_job_t *job)
+{
+    return s_dups_on (job) && job->t->source != CIVICBUS__V1__SOURCE__SOURCE_SENSOR;
+}
+
+static bool
+s_flagged (const s_job_t *job)
+{
+    return job->t->probable_duplicate_of && *job->t->probable_duplicate_of;
 }
 
 static void
@@ -180,19 +196,20 @@ s_append (redis_batch_job_t *base, cb_redis_t *redis)
                                          NULL };
                 job->create = ts_create_new (job->t, intake->district, job->idem,
                                              job->idem_ttl_s, &actor, cb_clock_now_ms ());
+                if (job->create && s_counts_in_kpi (job)) {
+                    char area [96];
+                    dup_kpi_area (job->t, area, sizeof area);
+                    if (ts_create_count_kpi (job->create, area, s_flagged (job), DUP_KPI_TTL_S))
+                        ts_create_destroy (&job->create);
+                }
                 if (!job->create)
                     return job->n_drops;    //  out of memory: the reply says so
             }
             return ts_create_append (job->create, redis, &writer->create_script)
                  ? -1 : job->n_drops + 1;
         }
-        case S_AFTER: {
-            bool duplicate = job->t->probable_duplicate_of && *job->t->probable_duplicate_of;
-            int n = dup_kpi_count_append (redis, job->t, duplicate, job->t->created_ms);
-            //  A flagged report is not indexed: later reports point at the original.
-            int added = n < 0 || duplicate ? 0 : dup_add_append (redis, &writer->dup_scripts, job->t);
-            return n < 0 || added < 0 ? -1 : n + added;
-        }
+        case S_AFTER:
+            return dup_add_append (redis, &writer->dup_scripts, &job->add) ? -1 : 1;
         case S_LOAD: {
             char key [128];
             if (ts_key (key, sizeof key, "t", job->id))
@@ -264,7 +281,8 @@ s_reply_create (s_job_t *job, redisReply **replies, size_t n, bool failed, const
     job->n_drops = 0;                       //  done, whatever came of them
     int rc = ts_create_reply (job->create, job->t, reply, job->id, sizeof job->id);
     if (rc == TS_OK) {
-        if (s_dups_on (job) && job->t->source != CIVICBUS__V1__SOURCE__SOURCE_SENSOR) {
+        //  A flagged report is not indexed: later reports point at the original.
+        if (s_counts_in_kpi (job) && !s_flagged (job) && dup_add_prepare (job->t, &job->add)) {
             job->stage = S_AFTER;
             return REDIS_BATCH_AGAIN;
         }
@@ -286,7 +304,7 @@ s_reply_after (s_job_t *job, redisReply **replies, size_t n, bool failed, const 
     for (size_t i = 0; ok && i < n; i++)
         ok = replies [i] && replies [i]->type != REDIS_REPLY_ERROR;
     if (!ok)
-        cb_log (CB_LOG_WARN, "duplicate index or KPI not updated", "ticket", job->id,
+        cb_log (CB_LOG_WARN, "duplicate index not updated", "ticket", job->id,
                 "error", failed ? why : "error reply", NULL);
     return s_finish (job, INTAKE_SUBMIT_CREATED);
 }

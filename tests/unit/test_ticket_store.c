@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "civicbus/ticket_store.h"
+#include "civicbus/duplicates.h"
 #include "civicbus/ticket_id.h"
 #include "civicbus/pbutil.h"
 #include "test_redis.h"
@@ -481,6 +482,92 @@ test_many_while_down_and_after_restart (void **state)
     ts_ops_destroy (&ops);
 }
 
+//  Creates through the pipelined path with the report counted in the
+//  repeat-report rate (as the intake's writer does); the create's result.
+static int
+s_create_counted (fixture_t *f, const char *idem, bool duplicate, char *id, size_t cap)
+{
+    static cb_script_t script;
+    script = (cb_script_t) CB_SCRIPT (ticket_store_create_source ());
+    assert_int_equal (cb_redis_script_load (f->redis, &script), 0);
+    cb_ticket_t *t = s_new_ticket ("U0109");
+    ts_create_t *create = ts_create_new (t, "320105", idem, 3600, &s_app, s_now);
+    assert_non_null (create);
+    char area [64];
+    dup_kpi_area (t, area, sizeof area);
+    assert_string_equal (area, "320105001");
+    assert_int_equal (ts_create_count_kpi (create, area, duplicate, DUP_KPI_TTL_S), 0);
+    assert_int_equal (ts_create_append (create, f->redis, &script), 0);
+    redisReply *reply = cb_redis_get_reply (f->redis);
+    assert_non_null (reply);
+    int rc = ts_create_reply (create, t, reply, id, cap);
+    freeReplyObject (reply);
+    ts_create_destroy (&create);
+    civicbus__v1__ticket__free_unpacked (t, NULL);
+    return rc;
+}
+
+//  The create script counts each stored report once, in its bucket's
+//  hashes; a repeat counts nothing; dup_kpi_read sums every bucket and the
+//  unbucketed hashes older versions wrote.
+static void
+test_create_counts_kpi (void **state)
+{
+    fixture_t *f = *state;
+    redisReply *reply = cb_redis_command (f->redis, "FLUSHALL");
+    freeReplyObject (reply);
+    char id [CB_TICKET_ID_MAX], id2 [CB_TICKET_ID_MAX], again [CB_TICKET_ID_MAX];
+    assert_int_equal (s_create_counted (f, "app:kpi-1", false, id, sizeof id), TS_OK);
+    assert_int_equal (s_create_counted (f, "app:kpi-2", true, id2, sizeof id2), TS_OK);
+    assert_int_equal (s_create_counted (f, "app:kpi-1", false, again, sizeof again), TS_REPEAT);
+    assert_string_equal (again, id);
+
+    char key [64];
+    snprintf (key, sizeof key, "kpi:{b%02d}:reports:20260930", ticket_id_bucket (id));
+    reply = cb_redis_command (f->redis, "HGET %s 320105001", key);
+    assert_non_null (reply);
+    assert_int_equal (reply->type, REDIS_REPLY_STRING);
+    //  Both reports are in this bucket's hash only when they share it.
+    assert_int_equal (atoi (reply->str), ticket_id_bucket (id) == ticket_id_bucket (id2) ? 2 : 1);
+    freeReplyObject (reply);
+    reply = cb_redis_command (f->redis, "TTL %s", key);
+    assert_true (reply->integer > 399 * 86400);
+    freeReplyObject (reply);
+    snprintf (key, sizeof key, "kpi:{b%02d}:dup:20260930", ticket_id_bucket (id2));
+    reply = cb_redis_command (f->redis, "HGET %s 320105001", key);
+    assert_int_equal (reply->type, REDIS_REPLY_STRING);
+    assert_string_equal (reply->str, "1");
+    freeReplyObject (reply);
+
+    json_t *kpi = NULL;
+    assert_int_equal (dup_kpi_read (f->redis, 20260930, &kpi), 0);
+    assert_int_equal (json_integer_value (json_object_get (kpi, "reports")), 2);
+    assert_int_equal (json_integer_value (json_object_get (kpi, "duplicates")), 1);
+    json_decref (kpi);
+
+    //  Counts an older version left in the unbucketed hashes add in.
+    reply = cb_redis_command (f->redis, "HSET kpi:reports:20260930 320105001 5 320105002 3");
+    freeReplyObject (reply);
+    reply = cb_redis_command (f->redis, "HSET kpi:dup:20260930 320105002 1");
+    freeReplyObject (reply);
+    assert_int_equal (dup_kpi_read (f->redis, 20260930, &kpi), 0);
+    assert_int_equal (json_integer_value (json_object_get (kpi, "reports")), 10);
+    assert_int_equal (json_integer_value (json_object_get (kpi, "duplicates")), 2);
+    json_t *areas = json_object_get (kpi, "areas");
+    assert_int_equal (json_array_size (areas), 2);
+    json_t *first = json_array_get (areas, 0);
+    assert_string_equal (json_string_value (json_object_get (first, "area")), "320105001");
+    assert_int_equal (json_integer_value (json_object_get (first, "reports")), 7);
+    assert_int_equal (json_integer_value (json_object_get (first, "duplicates")), 1);
+    json_decref (kpi);
+
+    //  Another day: nothing, not an error.
+    assert_int_equal (dup_kpi_read (f->redis, 20261001, &kpi), 0);
+    assert_int_equal (json_integer_value (json_object_get (kpi, "reports")), 0);
+    assert_int_equal (json_array_size (json_object_get (kpi, "areas")), 0);
+    json_decref (kpi);
+}
+
 int
 main (void)
 {
@@ -494,6 +581,7 @@ main (void)
         cmocka_unit_test (test_load_many),
         cmocka_unit_test (test_apply_many),
         cmocka_unit_test (test_many_while_down_and_after_restart),
+        cmocka_unit_test (test_create_counts_kpi),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

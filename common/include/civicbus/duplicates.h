@@ -21,9 +21,12 @@
     it with one action or accept it).
 
     The repeat-report rate, per Asia/Shanghai day and street (grid_path[1];
-    "ungridded" without one), kept 400 days:
-        kpi:reports:YYYYMMDD   hash  street -> people's reports created
-        kpi:dup:YYYYMMDD       hash  street -> of them flagged as duplicates */
+    "ungridded" without one), kept 400 days, counted by the create script
+    itself (ts_create_count_kpi), so per bucket of the ticket:
+        kpi:{bNN}:reports:YYYYMMDD   hash  street -> people's reports created
+        kpi:{bNN}:dup:YYYYMMDD       hash  street -> of them flagged as duplicates
+    dup_kpi_read sums the buckets (and the unbucketed kpi:reports:YYYYMMDD
+    and kpi:dup:YYYYMMDD that versions before 2026-11-29 wrote). */
 
 #ifndef CIVICBUS_DUPLICATES_H
 #define CIVICBUS_DUPLICATES_H
@@ -84,13 +87,18 @@ int dup_find_candidates (const redisReply *reply, char ids [][CB_TICKET_ID_MAX],
 //  category's index (one command). 0 or -1.
 int dup_drop_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t,
                      const char *id);
-//  Appends dup_index_add of a stored ticket: the number of commands
-//  appended (0 when `t` takes no part), or -1.
-int dup_add_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t);
-//  Appends dup_kpi_count's commands: how many (2, or 4 for a duplicate),
-//  or -1. Their replies are all integers; an error reply is a failure.
-int dup_kpi_count_append (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate,
-                          int64_t now_ms);
+//  dup_index_add's arguments, copied out of a stored ticket, so that the
+//  index can be written after the ticket is gone (the intake answers the
+//  reporter first).
+typedef struct {
+    char geo [128], times [128], lon [32], lat [32], created [24];
+    char id [CB_TICKET_ID_MAX];
+} dup_add_t;
+//  Fills `add` from a stored ticket (id and created_ms set): 1, or 0 when
+//  `t` takes no part (dup_applies) and there is nothing to add.
+int dup_add_prepare (const cb_ticket_t *t, dup_add_t *add);
+//  Appends dup_index_add's script call (one command). 0 or -1.
+int dup_add_append (cb_redis_t *redis, dup_scripts_t *scripts, const dup_add_t *add);
 
 //  Flags `t` as a probable duplicate of `parent_id` (pure): sets
 //  probable_duplicate_of and review_reason; with `hold` also needs_review
@@ -101,9 +109,6 @@ int dup_flag (cb_ticket_t *t, const char *parent_id, int radius_m, int window_s,
 //  The KPI area of a ticket: its street code (grid_path[1]), else its only
 //  path code, else "ungridded". Writes into `buf`.
 void dup_kpi_area (const cb_ticket_t *t, char *buf, size_t cap);
-//  Counts a created report (and, when `duplicate`, a flagged one) on the day
-//  of `now_ms`. 0 or -1.
-int dup_kpi_count (cb_redis_t *redis, const cb_ticket_t *t, bool duplicate, int64_t now_ms);
 //  The repeat-report rate of day `yyyymmdd`:
 //  {"date": "YYYY-MM-DD", "reports", "duplicates", "rate",
 //   "areas": [{"area", "reports", "duplicates", "rate"}] (by area code)}.

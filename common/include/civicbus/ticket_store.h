@@ -26,6 +26,7 @@
 #ifndef CIVICBUS_TICKET_STORE_H
 #define CIVICBUS_TICKET_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "civicbus/redis.h"
@@ -82,6 +83,14 @@ const char *ticket_store_create_source (void);
 //  keys and arguments. NULL when out of memory.
 ts_create_t *ts_create_new (cb_ticket_t *ticket, const char *district, const char *idem_key,
                             int idem_ttl_s, const ticket_actor_t *actor, int64_t now_ms);
+//  Also counts the report in the repeat-report rate (duplicates.h), in the
+//  same script, so a stored report is counted exactly once: the ticket's
+//  day (Asia/Shanghai) and bucket,
+//      kpi:{bNN}:reports:YYYYMMDD   hash  area -> reports created
+//      kpi:{bNN}:dup:YYYYMMDD       hash  area -> of them flagged (`duplicate`)
+//  each kept `ttl_s` from its last count. A repeat (TS_REPEAT) counts
+//  nothing. Call at most once, before ts_create_append. 0 or -1 (memory).
+int ts_create_count_kpi (ts_create_t *self, const char *area, bool duplicate, int ttl_s);
 void ts_create_destroy (ts_create_t **self_p);
 //  Appends the script call (EVALSHA of `script`, whose sha is loaded) to
 //  the pipeline of `redis`. 0 or -1.
