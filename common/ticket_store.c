@@ -3,7 +3,10 @@
     Two Lua scripts do all writes of a ticket:
     - create: idempotency check, id allocation (the bucket's day counter),
       ticket, first event, inbox, indexes, and when asked the report's
-      count in the repeat-report rate (ts_create_count_kpi). The id is made inside the script,
+      count in the repeat-report rate (ts_create_count_kpi). The id's
+      number may come from an earlier INCR of the same counter
+      (ts_seq_append, ts_create_use_seq), so a caller knows the id before
+      the create and can pipeline writes that name it with the create. The id is made inside the script,
       so the ticket and event are sent without it and the script prepends the
       id field (protobuf field 1, wire type 2; a later duplicate of a field
       would win, and there is none). Keys derived from the new id are not in
@@ -28,8 +31,11 @@
 static const char s_create_lua [] =
     "local existing = redis.call('GET', KEYS[1])\n"
     "if existing then return {0, existing} end\n"
-    "local seq = redis.call('INCR', KEYS[2])\n"
-    "if seq == 1 then redis.call('EXPIRE', KEYS[2], 259200) end\n"
+    "local seq = tonumber(ARGV[10])\n"
+    "if seq == 0 then\n"
+    "  seq = redis.call('INCR', KEYS[2])\n"
+    "  if seq == 1 then redis.call('EXPIRE', KEYS[2], 259200) end\n"
+    "end\n"
     "local id = ARGV[2] .. '-' .. ARGV[3] .. '-' .. string.format('%09d', seq * 64 + tonumber(ARGV[4]))\n"
     "local head = '\\10' .. string.char(#id) .. id\n"
     "local tag = ARGV[1]\n"
@@ -38,14 +44,14 @@ static const char s_create_lua [] =
     "redis.call('SET', KEYS[1], id, 'EX', ARGV[5])\n"
     "redis.call('ZADD', 'ntfq:' .. tag, ARGV[6], id .. '#1')\n"
     "for i = 3, #KEYS do redis.call('ZADD', KEYS[i], ARGV[6], id) end\n"
-    "if ARGV[10] then\n"
+    "if ARGV[11] ~= '' then\n"
     "  local k = 'kpi:' .. tag .. ':reports:' .. ARGV[3]\n"
-    "  redis.call('HINCRBY', k, ARGV[10], 1)\n"
-    "  redis.call('EXPIRE', k, ARGV[12])\n"
-    "  if ARGV[11] == '1' then\n"
+    "  redis.call('HINCRBY', k, ARGV[11], 1)\n"
+    "  redis.call('EXPIRE', k, ARGV[13])\n"
+    "  if ARGV[12] == '1' then\n"
     "    k = 'kpi:' .. tag .. ':dup:' .. ARGV[3]\n"
-    "    redis.call('HINCRBY', k, ARGV[10], 1)\n"
-    "    redis.call('EXPIRE', k, ARGV[12])\n"
+    "    redis.call('HINCRBY', k, ARGV[11], 1)\n"
+    "    redis.call('EXPIRE', k, ARGV[13])\n"
     "  end\n"
     "end\n"
     "return {1, id}\n";
@@ -384,10 +390,22 @@ ticket_store_destroy (ticket_store_t **self_p)
 
 /* ---- public: create, whole or split for pipelining ---- */
 
+//  The create script's arguments after the keys, by position (ARGV[i]).
+enum {
+    S_ARG_SEQ = 10,                 //  "0": the script takes the next number
+    S_ARG_KPI_AREA,                 //  "": not counted
+    S_ARG_KPI_DUP,                  //  "1": counted as a duplicate too
+    S_ARG_KPI_TTL,
+};
+
+//  A day's id counter lives three days (the script has the same number).
+#define S_SEQ_TTL_S 259200
+
 struct _ts_create_t {
     s_args_t args;                  //  keys, then arguments
     int numkeys;
-    bool kpi;                       //  ts_create_count_kpi was called
+    char district [16];
+    int bucket, yyyymmdd;
 };
 
 const char *
@@ -454,23 +472,79 @@ ts_create_new (cb_ticket_t *ticket, const char *district, const char *idem_key, 
     rc |= s_pack (&ticket->base, args);
     rc |= s_pack (&ev.base, args);
     rc |= s_args_int (args, ticket->state);
+    rc |= s_args_str (args, "0");           //  S_ARG_SEQ
+    rc |= s_args_str (args, "");            //  S_ARG_KPI_AREA
+    rc |= s_args_str (args, "0");           //  S_ARG_KPI_DUP
+    rc |= s_args_str (args, "0");           //  S_ARG_KPI_TTL
     ticket->id = saved_id;
+    snprintf (self->district, sizeof self->district, "%s", district);
+    self->bucket = bucket;
+    self->yyyymmdd = cb_time_local_yyyymmdd (now_ms);
     if (rc)
         ts_create_destroy (&self);
     return self;
+}
+
+//  Replaces ARGV[at] (1-based, after the keys).
+static int
+s_create_set (ts_create_t *self, int at, const char *text)
+{
+    size_t i = (size_t) self->numkeys + (size_t) at - 1;
+    assert (i < self->args.count);
+    char *copy = strdup (text);
+    if (!copy)
+        return -1;
+    free (self->args.v [i]);
+    self->args.v [i] = copy;
+    self->args.lens [i] = strlen (copy);
+    return 0;
+}
+
+static void
+s_seq_key (const char *idem_key, int64_t now_ms, char *buf, size_t cap)
+{
+    char tag [CB_BUCKET_TAG_MAX];
+    cb_bucket_tag (cb_bucket_for_key (idem_key), tag, sizeof tag);
+    snprintf (buf, cap, "seq:%s:%08d", tag, cb_time_local_yyyymmdd (now_ms));
+}
+
+int
+ts_seq_append (cb_redis_t *redis, const char *idem_key, int64_t now_ms)
+{
+    assert (redis && idem_key);
+    char key [64];
+    s_seq_key (idem_key, now_ms, key, sizeof key);
+    return cb_redis_append (redis, "INCR %s", key)
+        || cb_redis_append (redis, "EXPIRE %s %d NX", key, S_SEQ_TTL_S) ? -1 : 2;
+}
+
+long long
+ts_seq_reply (redisReply **replies, size_t n)
+{
+    return n >= 1 && replies [0] && replies [0]->type == REDIS_REPLY_INTEGER
+        && replies [0]->integer > 0 ? replies [0]->integer : 0;
+}
+
+int
+ts_create_use_seq (ts_create_t *self, long long seq, char *id_out, size_t id_cap)
+{
+    assert (self && seq > 0);
+    if (ticket_id_format (id_out, id_cap, self->district, self->yyyymmdd, seq, self->bucket))
+        return -1;
+    char text [24];
+    snprintf (text, sizeof text, "%lld", seq);
+    return s_create_set (self, S_ARG_SEQ, text);
 }
 
 int
 ts_create_count_kpi (ts_create_t *self, const char *area, bool duplicate, int ttl_s)
 {
     assert (self && area && *area && ttl_s > 0);
-    assert (!self->kpi);
-    self->kpi = true;
-    //  ARGV[10], [11], [12] of the script.
-    int rc = s_args_str (&self->args, area);
-    rc |= s_args_str (&self->args, duplicate ? "1" : "0");
-    rc |= s_args_int (&self->args, ttl_s);
-    return rc ? -1 : 0;
+    char ttl [16];
+    snprintf (ttl, sizeof ttl, "%d", ttl_s);
+    return s_create_set (self, S_ARG_KPI_AREA, area)
+        || s_create_set (self, S_ARG_KPI_DUP, duplicate ? "1" : "0")
+        || s_create_set (self, S_ARG_KPI_TTL, ttl) ? -1 : 0;
 }
 
 void

@@ -9,14 +9,18 @@
     A job walks through stages, one round trip each, with everybody else's
     jobs of that round:
         FIND    the duplicate search (only when duplicates are on and the
-                ticket takes part)                      -> CHECK or CREATE
+                ticket takes part), and the id's number from the day
+                counter (ts_seq_append)                   -> CHECK or CREATE
         CHECK   HGET st of each candidate: the first open one is the
                 parent; final or gone ones before it leave the index
                                                         -> CREATE
-        CREATE  those removals, then the create script, which also counts
-                the report in the repeat-report rate     -> AFTER, LOAD, done
-        AFTER   a new unflagged report into the duplicate index, before
-                the answer (so the next report finds it)  -> done
+        CREATE  those removals, the create script (which also counts the
+                report in the repeat-report rate) and, for an unflagged
+                report, its entry in the duplicate index under the id the
+                create gives it, before the answer (so the next report
+                finds it)                                 -> LOAD, done
+        AFTER   the index entry after all, when FIND got no number
+                                                        -> done
         LOAD    a repeat: the first ticket              -> done
     A job is done when its result is known; then (on the writer thread) the
     doorbell of a created ticket is rung, counters counted, and the
@@ -58,7 +62,10 @@ typedef struct {
     int drops [DUP_CANDIDATES];     //  candidates to drop from the index
     int n_drops;
     ts_create_t *create;
-    dup_add_t add;                  //  AFTER's index entry
+    int64_t now_ms;                 //  the create's time, fixed when FIND takes its number
+    long long seq;                  //  the id's number from FIND, or 0
+    dup_add_t add;                  //  the index entry (CREATE or AFTER)
+    bool add_pending;               //  `add` is prepared and not yet written
     char id [CB_TICKET_ID_MAX];
     intake_submit_t *out;
     intake_submit_done_fn *done;
@@ -163,6 +170,40 @@ s_retry_noscript (s_job_t *job, const redisReply *reply)
     return cb_reply_is_error (reply, "NOSCRIPT") && job->noscript++ < S_NOSCRIPT_TRIES;
 }
 
+//  Builds the create (once): the script's arguments, the KPI count, the
+//  number FIND took and, for an unflagged report that takes part, its
+//  duplicate-index entry under the id it will get. 0, or -1 when out of
+//  memory.
+static int
+s_create_prepare (s_job_t *job)
+{
+    intake_t *intake = job->intake;
+    ticket_actor_t actor = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, job->key.name, NULL };
+    job->create = ts_create_new (job->t, intake->district, job->idem, job->idem_ttl_s, &actor,
+                                 job->now_ms ? job->now_ms : cb_clock_now_ms ());
+    if (!job->create)
+        return -1;
+    int rc = 0;
+    if (s_counts_in_kpi (job)) {
+        char area [96];
+        dup_kpi_area (job->t, area, sizeof area);
+        rc |= ts_create_count_kpi (job->create, area, s_flagged (job), DUP_KPI_TTL_S);
+    }
+    char id [CB_TICKET_ID_MAX] = "";
+    if (rc == 0 && job->seq && ts_create_use_seq (job->create, job->seq, id, sizeof id))
+        job->seq = 0;                   //  cannot happen with a valid district: the script numbers it
+    //  A flagged report is not indexed: later reports point at the original.
+    if (rc == 0 && s_counts_in_kpi (job) && !s_flagged (job)) {
+        char *saved = job->t->id;
+        job->t->id = id;                //  the id it will have (none yet without a number)
+        job->add_pending = *id && dup_add_prepare (job->t, &job->add);
+        job->t->id = saved;
+    }
+    if (rc)
+        ts_create_destroy (&job->create);
+    return rc ? -1 : 0;
+}
+
 static int
 s_append (redis_batch_job_t *base, cb_redis_t *redis)
 {
@@ -170,9 +211,15 @@ s_append (redis_batch_job_t *base, cb_redis_t *redis)
     intake_t *intake = job->intake;
     intake_writer_t *writer = job->writer;
     switch (job->stage) {
-        case S_FIND:
-            return dup_find_append (intake->duplicates, redis, &writer->dup_scripts, job->t,
-                                    cb_clock_now_ms ()) ? -1 : 1;
+        case S_FIND: {
+            if (!job->now_ms)
+                job->now_ms = cb_clock_now_ms ();
+            if (dup_find_append (intake->duplicates, redis, &writer->dup_scripts, job->t,
+                                 job->now_ms))
+                return -1;
+            int n = ts_seq_append (redis, job->idem, job->now_ms);
+            return n < 0 ? -1 : 1 + n;
+        }
         case S_CHECK: {
             int n = 0;
             for (int i = 0; i < job->n_candidates; i++) {
@@ -191,22 +238,18 @@ s_append (redis_batch_job_t *base, cb_redis_t *redis)
                 if (dup_drop_append (redis, &writer->dup_scripts, job->t,
                                      job->candidates [job->drops [i]]))
                     return -1;
-            if (!job->create) {
-                ticket_actor_t actor = { CIVICBUS__V1__ACTOR_KIND__ACTOR_REPORTER, job->key.name,
-                                         NULL };
-                job->create = ts_create_new (job->t, intake->district, job->idem,
-                                             job->idem_ttl_s, &actor, cb_clock_now_ms ());
-                if (job->create && s_counts_in_kpi (job)) {
-                    char area [96];
-                    dup_kpi_area (job->t, area, sizeof area);
-                    if (ts_create_count_kpi (job->create, area, s_flagged (job), DUP_KPI_TTL_S))
-                        ts_create_destroy (&job->create);
-                }
-                if (!job->create)
-                    return job->n_drops;    //  out of memory: the reply says so
-            }
-            return ts_create_append (job->create, redis, &writer->create_script)
-                 ? -1 : job->n_drops + 1;
+            if (!job->create && s_create_prepare (job))
+                return job->n_drops;        //  out of memory: the reply says so
+            if (ts_create_append (job->create, redis, &writer->create_script))
+                return -1;
+            //  The index entry rides with the create: after it in the
+            //  pipeline, so a repeat (which stores nothing) leaves an entry
+            //  of an id that does not exist, which the next search that
+            //  meets it drops (CHECK: gone).
+            if (job->add_pending && job->seq)
+                return dup_add_append (redis, &writer->dup_scripts, &job->add)
+                     ? -1 : job->n_drops + 2;
+            return job->n_drops + 1;
         }
         case S_AFTER:
             return dup_add_append (redis, &writer->dup_scripts, &job->add) ? -1 : 1;
@@ -221,10 +264,12 @@ s_append (redis_batch_job_t *base, cb_redis_t *redis)
 }
 
 static int
-s_reply_find (s_job_t *job, redisReply **replies, bool failed, const char *why)
+s_reply_find (s_job_t *job, redisReply **replies, size_t n_replies, bool failed, const char *why)
 {
     if (!failed && s_retry_noscript (job, replies [0]))
         return REDIS_BATCH_AGAIN;
+    if (!failed && n_replies > 1)
+        job->seq = ts_seq_reply (replies + 1, n_replies - 1);
     int n = failed ? -1 : dup_find_candidates (replies [0], job->candidates, DUP_CANDIDATES);
     if (n < 0)
         cb_log (CB_LOG_WARN, "duplicate check failed; stored unflagged", "error",
@@ -268,6 +313,15 @@ s_reply_check (s_job_t *job, redisReply **replies, bool failed, const char *why)
     return REDIS_BATCH_AGAIN;
 }
 
+//  The index entry was refused: the ticket is stored, unindexed (best
+//  effort, as every duplicate step).
+static void
+s_add_failed (s_job_t *job, const redisReply *reply)
+{
+    cb_log (CB_LOG_WARN, "duplicate index not updated", "ticket", job->id, "error",
+            reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply", NULL);
+}
+
 static int
 s_reply_create (s_job_t *job, redisReply **replies, size_t n, bool failed, const char *why)
 {
@@ -275,14 +329,33 @@ s_reply_create (s_job_t *job, redisReply **replies, size_t n, bool failed, const
         return s_unavailable (job, "store", why);
     if (!job->create)
         return s_failed (job, "%s", "out of memory");
-    redisReply *reply = replies [n - 1];    //  after the index removals
+    //  After the index removals: the create, then the index entry if sent.
+    size_t at = (size_t) job->n_drops;
+    bool add_sent = job->add_pending && job->seq;
+    if (at >= n)
+        return s_failed (job, "%s", "internal error");
+    redisReply *reply = replies [at];
     if (s_retry_noscript (job, reply))
         return REDIS_BATCH_AGAIN;
     job->n_drops = 0;                       //  done, whatever came of them
     int rc = ts_create_reply (job->create, job->t, reply, job->id, sizeof job->id);
     if (rc == TS_OK) {
-        //  A flagged report is not indexed: later reports point at the original.
-        if (s_counts_in_kpi (job) && !s_flagged (job) && dup_add_prepare (job->t, &job->add)) {
+        if (add_sent) {
+            const redisReply *added = at + 1 < n ? replies [at + 1] : NULL;
+            if (added && added->type != REDIS_REPLY_ERROR)
+                job->add_pending = false;           //  written
+            else
+            if (!added || !cb_reply_is_error (added, "NOSCRIPT")) {
+                s_add_failed (job, added);
+                job->add_pending = false;
+            }
+            //  NOSCRIPT: the batcher reloads its scripts; AFTER sends it again.
+        }
+        else
+        if (s_counts_in_kpi (job) && !s_flagged (job))
+            //  FIND took no number: the entry needs the id the create gave.
+            job->add_pending = dup_add_prepare (job->t, &job->add);
+        if (job->add_pending) {
             job->stage = S_AFTER;
             return REDIS_BATCH_AGAIN;
         }
@@ -300,12 +373,12 @@ s_reply_create (s_job_t *job, redisReply **replies, size_t n, bool failed, const
 static int
 s_reply_after (s_job_t *job, redisReply **replies, size_t n, bool failed, const char *why)
 {
-    bool ok = !failed;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = replies [i] && replies [i]->type != REDIS_REPLY_ERROR;
-    if (!ok)
-        cb_log (CB_LOG_WARN, "duplicate index not updated", "ticket", job->id,
-                "error", failed ? why : "error reply", NULL);
+    if (failed)
+        cb_log (CB_LOG_WARN, "duplicate index not updated", "ticket", job->id, "error", why,
+                NULL);
+    else
+    if (n < 1 || replies [0]->type == REDIS_REPLY_ERROR)
+        s_add_failed (job, n ? replies [0] : NULL);
     return s_finish (job, INTAKE_SUBMIT_CREATED);
 }
 
@@ -333,7 +406,7 @@ s_reply (redis_batch_job_t *base, redisReply **replies, size_t n, bool failed, c
 {
     s_job_t *job = (s_job_t *) base;
     switch (job->stage) {
-        case S_FIND:   return s_reply_find (job, replies, failed || n < 1, why);
+        case S_FIND:   return s_reply_find (job, replies, n, failed || n < 1, why);
         case S_CHECK:  return s_reply_check (job, replies, failed, why);
         case S_CREATE: return s_reply_create (job, replies, n, failed || (job->create && n < 1),
                                               why);

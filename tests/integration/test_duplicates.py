@@ -77,6 +77,24 @@ class Duplicates(harness.ClusterTestCase):
         self.assertEqual(self.d.ticket(dup["id"])["state"], "RECEIVED")
         self.assertTrue(self.d.in_opq(dup["id"]))
 
+    def test_index_entry_with_the_create(self):
+        """The index entry is written in the create's round under the id the
+        create gives (the number taken in the search's round); an entry of
+        an id that was never stored (what a repeat that was not flagged
+        would leave) is dropped by the next search that meets it."""
+        lat, lon = LAT + 0.002, LON - 0.002
+        first = self.report(lat, lon)
+        geo, times = "dupgeo:{d:%s}" % CATEGORY, "dupt:{d:%s}" % CATEGORY
+        self.assertIsNotNone(self.d.r("ZSCORE", times, first["id"]))
+        self.assertIsNotNone(self.d.r("GEOPOS", geo, first["id"])[0])
+        phantom = first["id"][:-9] + "%09d" % (int(first["id"][-9:]) + 64 * 1000)
+        self.d.r("GEOADD", geo, str(lon), str(lat + 0.00001), phantom)
+        self.d.r("ZADD", times, str(int(time.time() * 1000)), phantom)
+        second = self.report(lat + 0.00001, lon, phone="13700000009")
+        self.assertEqual(second["probable_duplicate_of"], first["id"])
+        self.assertIsNone(self.d.r("ZSCORE", times, phantom))
+        self.assertIsNone(self.d.r("ZSCORE", times, second["id"]))     # flagged: not indexed
+
     def test_window_and_final_tickets(self):
         lat, lon = LAT - 0.0015, LON + 0.001
         port = harness.free_port()

@@ -568,6 +568,77 @@ test_create_counts_kpi (void **state)
     json_decref (kpi);
 }
 
+//  A number taken ahead (ts_seq_append, as the intake's search round does)
+//  names the ticket the create then stores; a repeat leaves its number
+//  unused, and the script's own numbering goes on after the taken ones.
+static void
+test_create_with_number_taken_ahead (void **state)
+{
+    fixture_t *f = *state;
+    cb_script_t script = CB_SCRIPT (ticket_store_create_source ());
+    assert_int_equal (cb_redis_script_load (f->redis, &script), 0);
+    const char *idem = "app:ahead-1";
+    long long seqs [2];
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal (ts_seq_append (f->redis, idem, s_now), 2);
+        redisReply *replies [2] = { cb_redis_get_reply (f->redis), cb_redis_get_reply (f->redis) };
+        seqs [round] = ts_seq_reply (replies, 2);
+        assert_true (seqs [round] > 0);
+        freeReplyObject (replies [0]);
+        freeReplyObject (replies [1]);
+
+        cb_ticket_t *t = s_new_ticket ("U0110");
+        ts_create_t *create = ts_create_new (t, "320105", idem, 3600, &s_app, s_now);
+        char predicted [CB_TICKET_ID_MAX], id [CB_TICKET_ID_MAX];
+        assert_int_equal (ts_create_use_seq (create, seqs [round], predicted, sizeof predicted), 0);
+        assert_int_equal (ticket_id_bucket (predicted), cb_bucket_for_key (idem));
+        assert_int_equal (ts_create_append (create, f->redis, &script), 0);
+        redisReply *reply = cb_redis_get_reply (f->redis);
+        int rc = ts_create_reply (create, t, reply, id, sizeof id);
+        freeReplyObject (reply);
+        if (round == 0) {
+            assert_int_equal (rc, TS_OK);
+            assert_string_equal (id, predicted);
+            cb_ticket_t *loaded = NULL;
+            assert_int_equal (ticket_store_load (f->store, predicted, &loaded), TS_OK);
+            assert_string_equal (loaded->id, predicted);
+            civicbus__v1__ticket__free_unpacked (loaded, NULL);
+        }
+        else {
+            //  The repeat answers with the first id; its number stays unused.
+            assert_int_equal (rc, TS_REPEAT);
+            assert_string_not_equal (id, predicted);
+            cb_ticket_t *none = NULL;
+            assert_int_equal (ticket_store_load (f->store, predicted, &none), TS_NOT_FOUND);
+        }
+        ts_create_destroy (&create);
+        civicbus__v1__ticket__free_unpacked (t, NULL);
+    }
+    assert_int_equal (seqs [1], seqs [0] + 1);
+    //  The counter expires like the script's own (three days).
+    char key [64];
+    snprintf (key, sizeof key, "seq:{b%02d}:20260930", cb_bucket_for_key (idem));
+    redisReply *reply = cb_redis_command (f->redis, "TTL %s", key);
+    assert_true (reply->integer > 2 * 86400 && reply->integer <= 3 * 86400);
+    freeReplyObject (reply);
+    //  A create without a taken number numbers itself after them.
+    char other [32] = "";
+    for (int i = 2; i < 10000; i++) {          //  another key of the same bucket
+        snprintf (other, sizeof other, "app:ahead-%d", i);
+        if (cb_bucket_for_key (other) == cb_bucket_for_key (idem))
+            break;
+    }
+    assert_int_equal (cb_bucket_for_key (other), cb_bucket_for_key (idem));
+    cb_ticket_t *t = s_new_ticket ("U0110");
+    char id [CB_TICKET_ID_MAX], expected [CB_TICKET_ID_MAX];
+    assert_int_equal (ticket_store_create (f->store, t, "320105", other, 3600, &s_app,
+                                           s_now, id, sizeof id), TS_OK);
+    assert_int_equal (ticket_id_format (expected, sizeof expected, "320105", 20260930,
+                                        seqs [1] + 1, cb_bucket_for_key (idem)), 0);
+    assert_string_equal (id, expected);
+    civicbus__v1__ticket__free_unpacked (t, NULL);
+}
+
 int
 main (void)
 {
@@ -582,6 +653,7 @@ main (void)
         cmocka_unit_test (test_apply_many),
         cmocka_unit_test (test_many_while_down_and_after_restart),
         cmocka_unit_test (test_create_counts_kpi),
+        cmocka_unit_test (test_create_with_number_taken_ahead),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

@@ -89,8 +89,20 @@ ts_create_t *ts_create_new (cb_ticket_t *ticket, const char *district, const cha
 //      kpi:{bNN}:reports:YYYYMMDD   hash  area -> reports created
 //      kpi:{bNN}:dup:YYYYMMDD       hash  area -> of them flagged (`duplicate`)
 //  each kept `ttl_s` from its last count. A repeat (TS_REPEAT) counts
-//  nothing. Call at most once, before ts_create_append. 0 or -1 (memory).
+//  nothing. Call before ts_create_append. 0 or -1 (memory).
 int ts_create_count_kpi (ts_create_t *self, const char *area, bool duplicate, int ttl_s);
+//  The id's number taken ahead of the create, so the caller knows the id
+//  and can pipeline writes naming it with the create (the intake's
+//  duplicate index): ts_seq_append appends the day counter's INCR (and its
+//  expiry) for a create with `idem_key` at `now_ms` and returns how many
+//  commands (2) or -1; ts_seq_reply reads the number from their replies
+//  (0 when there is none); ts_create_use_seq makes the create (built with
+//  the same idem_key and now_ms) use it and writes the id it will have into
+//  `id_out`. A repeat (TS_REPEAT) leaves the number unused: ids may have
+//  gaps. 0 or -1.
+int ts_seq_append (cb_redis_t *redis, const char *idem_key, int64_t now_ms);
+long long ts_seq_reply (redisReply **replies, size_t n);
+int ts_create_use_seq (ts_create_t *self, long long seq, char *id_out, size_t id_cap);
 void ts_create_destroy (ts_create_t **self_p);
 //  Appends the script call (EVALSHA of `script`, whose sha is loaded) to
 //  the pipeline of `redis`. 0 or -1.
