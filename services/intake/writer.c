@@ -325,16 +325,18 @@ s_add_failed (s_job_t *job, const redisReply *reply)
 static int
 s_reply_create (s_job_t *job, redisReply **replies, size_t n, bool failed, const char *why)
 {
-    if (failed)
+    //  After the index removals: the create, then the index entry if sent.
+    //  When the connection failed after the create's reply came, the
+    //  ticket is stored and answered as such (its index entry is lost).
+    size_t at = (size_t) job->n_drops;
+    bool add_sent = job->add_pending && job->seq;
+    redisReply *reply = job->create && at < n ? replies [at] : NULL;
+    if (!reply && failed)
         return s_unavailable (job, "store", why);
     if (!job->create)
         return s_failed (job, "%s", "out of memory");
-    //  After the index removals: the create, then the index entry if sent.
-    size_t at = (size_t) job->n_drops;
-    bool add_sent = job->add_pending && job->seq;
-    if (at >= n)
+    if (!reply)
         return s_failed (job, "%s", "internal error");
-    redisReply *reply = replies [at];
     if (s_retry_noscript (job, reply))
         return REDIS_BATCH_AGAIN;
     job->n_drops = 0;                       //  done, whatever came of them
@@ -408,8 +410,7 @@ s_reply (redis_batch_job_t *base, redisReply **replies, size_t n, bool failed, c
     switch (job->stage) {
         case S_FIND:   return s_reply_find (job, replies, n, failed || n < 1, why);
         case S_CHECK:  return s_reply_check (job, replies, failed, why);
-        case S_CREATE: return s_reply_create (job, replies, n, failed || (job->create && n < 1),
-                                              why);
+        case S_CREATE: return s_reply_create (job, replies, n, failed, why);
         case S_AFTER:  return s_reply_after (job, replies, n, failed, why);
         case S_LOAD:   return s_reply_load (job, replies, n, failed, why);
     }
