@@ -15,6 +15,7 @@
 struct _cb_redis_t {
     redisContext *ctx;
     char host [256];
+    char socket [108];              //  a Unix socket's path (unix://), else ""
     int port;
     int db;
     char user [128];
@@ -64,6 +65,32 @@ s_reply_ok (cb_redis_t *self, redisReply *reply, const char *what)
 
 /* ---- public ---- */
 
+//  unix://[[user]:password@]/path[?db=N]: the rest of a URL after its
+//  credentials. 0, or -1 with *err set.
+static int
+s_parse_unix (cb_redis_t *self, const char *p, char *err, size_t errcap)
+{
+    size_t pathlen = strcspn (p, "?");
+    if (*p != '/' || pathlen >= sizeof self->socket) {
+        snprintf (err, errcap, "a unix:// Redis URL needs an absolute socket path (at most %zu bytes)",
+                  sizeof self->socket - 1);
+        return -1;
+    }
+    memcpy (self->socket, p, pathlen);
+    p += pathlen;
+    if (*p == '?') {
+        char *end;
+        long db = strncmp (p, "?db=", 4) == 0 ? strtol (p + 4, &end, 10) : -1;
+        if (db < 0 || db > 15 || end == p + 4 || *end) {
+            snprintf (err, errcap, "a unix:// Redis URL takes only ?db=N (0-15)");
+            return -1;
+        }
+        self->db = (int) db;
+    }
+    snprintf (self->where, sizeof self->where, "%s", self->socket);
+    return 0;
+}
+
 cb_redis_t *
 cb_redis_new (const char *url, int timeout_ms, char *err, size_t errcap)
 {
@@ -73,13 +100,16 @@ cb_redis_new (const char *url, int timeout_ms, char *err, size_t errcap)
     self->port = 6379;
     self->timeout_ms = timeout_ms > 0 ? timeout_ms : 2000;
     const char *p = url;
-    if (!p || strncmp (p, "redis://", 8) != 0) {
-        snprintf (err, errcap, "'%s' is not a redis:// URL", url ? url : "(null)");
+    bool unix_socket = p && strncmp (p, "unix://", 7) == 0;
+    if (!p || (!unix_socket && strncmp (p, "redis://", 8) != 0)) {
+        snprintf (err, errcap, "'%s' is not a redis:// or unix:// URL", url ? url : "(null)");
         free (self);
         return NULL;
     }
-    p += 8;
+    p += unix_socket ? 7 : 8;
     const char *at = strchr (p, '@');
+    if (unix_socket && p [0] == '/')
+        at = NULL;                  //  no credentials: an '@' is the socket path's
     if (at) {
         const char *colon = memchr (p, ':', (size_t) (at - p));
         if (colon) {
@@ -89,6 +119,14 @@ cb_redis_new (const char *url, int timeout_ms, char *err, size_t errcap)
         else
             snprintf (self->password, sizeof self->password, "%.*s", (int) (at - p), p);
         p = at + 1;
+    }
+    if (unix_socket) {
+        if (s_parse_unix (self, p, err, errcap)) {
+            sodium_memzero (self->password, sizeof self->password);
+            free (self);
+            return NULL;
+        }
+        return self;
     }
     size_t hostlen = strcspn (p, ":/");
     if (hostlen == 0 || hostlen >= sizeof self->host) {
@@ -141,7 +179,8 @@ cb_redis_connect (cb_redis_t *self)
 {
     s_drop (self, NULL);
     struct timeval tv = { self->timeout_ms / 1000, (self->timeout_ms % 1000) * 1000 };
-    redisContext *ctx = redisConnectWithTimeout (self->host, self->port, tv);
+    redisContext *ctx = self->socket [0] ? redisConnectUnixWithTimeout (self->socket, tv)
+                                         : redisConnectWithTimeout (self->host, self->port, tv);
     if (!ctx) {
         snprintf (self->error, sizeof self->error, "redis %s: out of memory", self->where);
         return -1;
@@ -152,7 +191,8 @@ cb_redis_connect (cb_redis_t *self)
         return -1;
     }
     redisSetTimeout (ctx, tv);
-    redisEnableKeepAlive (ctx);
+    if (!self->socket [0])
+        redisEnableKeepAlive (ctx);
     self->ctx = ctx;
     if (self->password [0]) {
         redisReply *reply = self->user [0]

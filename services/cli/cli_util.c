@@ -239,7 +239,7 @@ cli_redis (cli_t *cli)
         char err [256] = "";
         cli->redis = cb_redis_new (cli->redis_url, cli->redis_timeout_ms, err, sizeof err);
         if (!cli->redis) {
-            cli_fail ("cannot use Redis URL '%s': %s (expected redis://[:password@]host:port[/db])",
+            cli_fail ("cannot use Redis URL '%s': %s (expected redis://[:password@]host:port[/db] or unix://[:password@]/path.sock[?db=N])",
                       cli->redis_url, err);
             return NULL;
         }

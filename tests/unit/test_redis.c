@@ -2,9 +2,11 @@
     pipelining, scripts and NOSCRIPT after a restart. */
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +30,18 @@ test_url_parsing (void **state)
     assert_non_null (redis);
     assert_string_equal (cb_redis_where (redis), "localhost:6379");
     cb_redis_destroy (&redis);
+    redis = cb_redis_new ("unix:///run/redis/redis.sock", 100, err, sizeof err);
+    assert_non_null (redis);
+    assert_string_equal (cb_redis_where (redis), "/run/redis/redis.sock");
+    cb_redis_destroy (&redis);
+    redis = cb_redis_new ("unix://:s3cret@/tmp/a@b.sock?db=3", 100, err, sizeof err);
+    assert_non_null (redis);
+    assert_string_equal (cb_redis_where (redis), "/tmp/a@b.sock");
+    cb_redis_destroy (&redis);
     const char *bad [] = { "http://x", "redis://", "redis://h:0", "redis://h:99999", "redis://h:1/99",
-                           "redis://h:12x", NULL };
+                           "redis://h:12x", "unix://", "unix://relative.sock",
+                           "unix:///x.sock?db=16", "unix:///x.sock?db=", "unix:///x.sock?timeout=1",
+                           NULL };
     for (int i = 0; bad [i]; i++) {
         err [0] = 0;
         assert_null (cb_redis_new (bad [i], 100, err, sizeof err));
@@ -55,14 +67,17 @@ test_unreachable_is_a_value (void **state)
     cb_redis_destroy (&redis);
 }
 
+//  Commands, errors, a pipeline and a script over TCP or over the server's
+//  Unix socket, and the script reloaded after a restart.
 static void
-test_commands_pipeline_scripts (void **state)
+s_commands_pipeline_scripts (bool unix_socket)
 {
-    (void) state;
     test_redis_t server;
     assert_int_equal (test_redis_start (&server), 0);
     char err [128];
-    cb_redis_t *redis = cb_redis_new (server.url, 2000, err, sizeof err);
+    cb_redis_t *redis = cb_redis_new (unix_socket ? server.unix_url : server.url, 2000, err,
+                                      sizeof err);
+    assert_non_null (redis);
     assert_int_equal (cb_redis_connect_retry (redis, 5000), 0);
 
     redisReply *reply = cb_redis_command (redis, "SET %s %s", "k", "v");
@@ -105,6 +120,51 @@ test_commands_pipeline_scripts (void **state)
     test_redis_stop (&server);
 }
 
+static void
+test_commands_pipeline_scripts (void **state)
+{
+    (void) state;
+    s_commands_pipeline_scripts (false);
+}
+
+static void
+test_unix_socket (void **state)
+{
+    (void) state;
+    //  Writing to a socket whose server went away raises SIGPIPE; the
+    //  services ignore it (cb_service_install_signals), so does this test.
+    signal (SIGPIPE, SIG_IGN);
+    s_commands_pipeline_scripts (true);
+
+    //  ?db= selects the database, as /N does over TCP.
+    test_redis_t server;
+    assert_int_equal (test_redis_start (&server), 0);
+    char err [128], url [320];
+    snprintf (url, sizeof url, "unix://%s/redis.sock?db=3", server.dir);
+    cb_redis_t *by_socket = cb_redis_new (url, 2000, err, sizeof err);
+    snprintf (url, sizeof url, "redis://127.0.0.1:%d/3", server.port);
+    cb_redis_t *by_tcp = cb_redis_new (url, 2000, err, sizeof err);
+    redisReply *reply = cb_redis_command (by_socket, "SET where socket");
+    assert_non_null (reply);
+    freeReplyObject (reply);
+    reply = cb_redis_command (by_tcp, "GET where");
+    assert_non_null (reply);
+    assert_string_equal (reply->str, "socket");
+    freeReplyObject (reply);
+    cb_redis_destroy (&by_socket);
+    cb_redis_destroy (&by_tcp);
+
+    //  No socket there: an error value naming the path, not a crash.
+    snprintf (url, sizeof url, "unix://%s/nothing.sock", server.dir);
+    cb_redis_t *none = cb_redis_new (url, 200, err, sizeof err);
+    assert_non_null (none);
+    assert_int_equal (cb_redis_connect (none), -1);
+    assert_null (cb_redis_command (none, "PING"));
+    assert_non_null (strstr (cb_redis_error (none), "nothing.sock"));
+    cb_redis_destroy (&none);
+    test_redis_stop (&server);
+}
+
 int
 main (void)
 {
@@ -112,6 +172,7 @@ main (void)
         cmocka_unit_test (test_url_parsing),
         cmocka_unit_test (test_unreachable_is_a_value),
         cmocka_unit_test (test_commands_pipeline_scripts),
+        cmocka_unit_test (test_unix_socket),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -35,7 +35,7 @@ typedef struct {
 //  CB_SETTINGS_COMMON, { NULL }.
 #define CB_SETTINGS_COMMON \
     { "CIVICBUS_REDIS_URL", "redis://127.0.0.1:6380/0", CB_SETTING_STRING, 0, 0, \
-      "Redis URL, redis://[:password@]host:port[/db]" }, \
+      "Redis URL, redis://[:password@]host:port[/db] or unix://[:password@]/path.sock[?db=N]" }, \
     { "CIVICBUS_REDIS_TIMEOUT_MS", "2000", CB_SETTING_INT, 10, 600000, \
       "Redis connect and command timeout" }, \
     { "CIVICBUS_LOG_LEVEL", "info", CB_SETTING_STRING, 0, 0, \

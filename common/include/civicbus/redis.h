@@ -28,8 +28,12 @@ typedef struct {
 
 #define CB_SCRIPT(text) { (text), "" }
 
-//  Parses redis://[:password@]host[:port][/db] (also user:password@). Does
-//  not connect. Returns NULL for a URL it cannot read; *err says why.
+//  Parses redis://[:password@]host[:port][/db] (also user:password@), or
+//  unix://[:password@]/path/to/redis.sock[?db=N] for a Redis on the same
+//  host (its Unix socket: no TCP port at all, and file permissions decide who may connect; a write to a Redis that went
+//  away raises SIGPIPE there, which services ignore, see service.h). Does
+//  not connect.
+//  Returns NULL for a URL it cannot read; *err says why.
 cb_redis_t *cb_redis_new (const char *url, int timeout_ms, char *err, size_t errcap);
 void cb_redis_destroy (cb_redis_t **self_p);
 
@@ -40,7 +44,7 @@ int cb_redis_connect (cb_redis_t *self);
 int cb_redis_connect_retry (cb_redis_t *self, int total_ms);
 bool cb_redis_connected (const cb_redis_t *self);
 const char *cb_redis_error (const cb_redis_t *self);
-//  "host:port" for logs (never the password).
+//  "host:port", or the socket's path, for logs (never the password).
 const char *cb_redis_where (const cb_redis_t *self);
 
 //  Runs one command (printf-style as hiredis's redisCommand). Returns the

@@ -56,7 +56,10 @@ s_spawn (test_redis_t *self)
         snprintf (log, sizeof log, "%s/redis.log", self->dir);
         if (!freopen (log, "a", stdout) || !freopen (log, "a", stderr))
             _exit (126);
+        char sock [300];
+        snprintf (sock, sizeof sock, "%s/redis.sock", self->dir);
         execlp (server, server, "--bind", "127.0.0.1", "--port", port, "--dir", self->dir,
+                "--unixsocket", sock, "--unixsocketperm", "700",
                 "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
                 "--maxmemory-policy", "noeviction", "--daemonize", "no", (char *) NULL);
         _exit (127);
@@ -102,6 +105,7 @@ test_redis_start (test_redis_t *self)
     for (int attempt = 0; attempt < 5; attempt++) {
         self->port = test_free_port ();
         snprintf (self->url, sizeof self->url, "redis://127.0.0.1:%d/0", self->port);
+        snprintf (self->unix_url, sizeof self->unix_url, "unix://%s/redis.sock?db=0", self->dir);
         if (self->port > 0 && s_spawn (self) == 0)
             return 0;
     }

@@ -16,6 +16,7 @@ typedef struct {
     int port;
     char dir [256];
     char url [64];       //  "redis://127.0.0.1:PORT/0"
+    char unix_url [300]; //  "unix://DIR/redis.sock?db=0": the same server's Unix socket
 } test_redis_t;
 
 //  0 on success; -1 (with a message on stderr) when it could not start.
