@@ -106,10 +106,12 @@ def _strs(fields, num):
 # ---- ZeroMQ, just enough to ring a doorbell (ZMTP 3.0 PUSH, NULL) -----------
 
 
-def ring_doorbell(endpoint, ticket_id, timeout=5.0):
+def ring_doorbell(endpoint, ticket_id, timeout=5.0, wait_bound=True):
     """Sends one Doorbell Envelope to a PULL socket, as the intake does; or,
     given a list of ids, one per id back to back on one connection (so the
-    dispatcher finds them waiting together)."""
+    dispatcher finds them waiting together). `wait_bound`: a refused
+    connection is tried again until `timeout` (a dispatcher binds just after
+    it takes the lease); otherwise it raises at once."""
     host, port = endpoint[len("tcp://"):].rsplit(":", 1)
     frames = b""
     for tid in [ticket_id] if isinstance(ticket_id, str) else ticket_id:
@@ -120,7 +122,18 @@ def ring_doorbell(endpoint, ticket_id, timeout=5.0):
             frames += b"\x00" + bytes([len(envelope)]) + envelope
         else:
             frames += b"\x02" + struct.pack(">Q", len(envelope)) + envelope
-    with socket.create_connection((host, int(port)), timeout=timeout * harness.SLOW) as s:
+    # The lease is taken before the doorbell socket is bound: a dispatcher
+    # that just became active may refuse for a moment.
+    deadline = time.monotonic() + timeout * harness.SLOW
+    while True:
+        try:
+            s = socket.create_connection((host, int(port)), timeout=timeout * harness.SLOW)
+            break
+        except ConnectionRefusedError:
+            if not wait_bound or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    with s:
         greeting = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + \
             b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
         s.sendall(greeting)
@@ -482,7 +495,8 @@ class Deployment:
         self.r("ZADD", f"idx:{btag}:st:RECEIVED", now, ticket_id)
         for env in self.dispatchers.values():
             try:
-                ring_doorbell(env["CIVICBUS_DOORBELL_BIND"], ticket_id, timeout=1.0)
+                ring_doorbell(env["CIVICBUS_DOORBELL_BIND"], ticket_id, timeout=1.0,
+                              wait_bound=False)
             except OSError:
                 pass        # not bound (standby, stopped): the doorbell is lost
         body = json.dumps({"id": ticket_id, "state": "RECEIVED"}).encode()
