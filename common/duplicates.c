@@ -20,11 +20,6 @@
 struct _dup_index_t {
     int radius_m;
     int window_s;
-    //  Scripts whose sha is filled once by dup_index_prepare; each call
-    //  works on a copy, so threads never write shared state.
-    cb_script_t find;
-    cb_script_t add;
-    cb_script_t drop;
 };
 
 //  Drops entries older than the window, then the nearest COUNT ids.
@@ -56,13 +51,6 @@ s_keys (const char *category, char *geo, char *times, size_t cap)
     snprintf (times, cap, "dupt:{d:%s}", category);
 }
 
-static redisReply *
-s_eval (const cb_script_t *shared, cb_redis_t *redis, int numkeys, int argc, const char **argv)
-{
-    cb_script_t script = *shared;
-    return cb_redis_eval (redis, &script, numkeys, argc, argv, NULL);
-}
-
 static const char *
 s_street (const cb_ticket_t *t)
 {
@@ -84,9 +72,6 @@ dup_index_new (int radius_m, int window_s)
         return NULL;
     self->radius_m = radius_m;
     self->window_s = window_s;
-    self->find = (cb_script_t) CB_SCRIPT (s_find_lua);
-    self->add = (cb_script_t) CB_SCRIPT (s_add_lua);
-    self->drop = (cb_script_t) CB_SCRIPT (s_drop_lua);
     return self;
 }
 
@@ -106,72 +91,11 @@ dup_index_limits (const dup_index_t *self, int *radius_m, int *window_s)
     *window_s = self->window_s;
 }
 
-int
-dup_index_prepare (dup_index_t *self, cb_redis_t *redis)
-{
-    assert (self && redis);
-    return cb_redis_script_load (redis, &self->find) || cb_redis_script_load (redis, &self->add)
-        || cb_redis_script_load (redis, &self->drop) ? -1 : 0;
-}
-
 bool
 dup_applies (const cb_ticket_t *t)
 {
     return t && t->source != CIVICBUS__V1__SOURCE__SOURCE_SENSOR
         && !pb_string_is_empty (t->category) && t->location && t->location->has_point;
-}
-
-int
-dup_index_find (dup_index_t *self, cb_redis_t *redis, ticket_store_t *store,
-                const cb_ticket_t *t, int64_t now_ms, char *parent, size_t cap)
-{
-    assert (self && redis && store && t && parent);
-    parent [0] = 0;
-    if (!dup_applies (t))
-        return 0;
-    char geo [128], times [128], lon [32], lat [32], radius [16], cutoff [24], count [8];
-    s_keys (t->category, geo, times, sizeof geo);
-    snprintf (lon, sizeof lon, "%.7f", t->location->lon);
-    snprintf (lat, sizeof lat, "%.7f", t->location->lat);
-    snprintf (radius, sizeof radius, "%d", self->radius_m);
-    snprintf (cutoff, sizeof cutoff, "%lld", (long long) (now_ms - self->window_s * 1000LL));
-    snprintf (count, sizeof count, "%d", DUP_CANDIDATES);
-    const char *argv [] = { geo, times, lon, lat, radius, cutoff, count };
-    redisReply *reply = s_eval (&self->find, redis, 2, 7, argv);
-    if (!reply || reply->type != REDIS_REPLY_ARRAY) {
-        if (reply)
-            freeReplyObject (reply);
-        return -1;
-    }
-    int found = 0;
-    for (size_t i = 0; !found && i < reply->elements; i++) {
-        const redisReply *e = reply->element [i];
-        if (e->type != REDIS_REPLY_STRING)
-            continue;
-        cb_ticket_t *candidate = NULL;
-        int rc = ticket_store_load (store, e->str, &candidate);
-        if (rc == TS_UNAVAILABLE) {
-            found = -1;
-            break;
-        }
-        bool open = rc == TS_OK && !ticket_state_is_final (candidate->state);
-        if (open) {
-            snprintf (parent, cap, "%s", e->str);
-            found = 1;
-        }
-        else
-        if (rc == TS_OK || rc == TS_NOT_FOUND) {
-            //  Final (or gone): out of the index, so no later search meets it.
-            const char *drop_argv [] = { geo, times, e->str };
-            redisReply *dropped = s_eval (&self->drop, redis, 2, 3, drop_argv);
-            if (dropped)
-                freeReplyObject (dropped);
-        }
-        if (candidate)
-            civicbus__v1__ticket__free_unpacked (candidate, NULL);
-    }
-    freeReplyObject (reply);
-    return found;
 }
 
 int
@@ -186,21 +110,6 @@ dup_add_prepare (const cb_ticket_t *t, dup_add_t *a)
     snprintf (a->created, sizeof a->created, "%lld", (long long) t->created_ms);
     snprintf (a->id, sizeof a->id, "%s", t->id);
     return 1;
-}
-
-int
-dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t)
-{
-    assert (self && redis && t);
-    dup_add_t a;
-    if (!dup_add_prepare (t, &a))
-        return 0;
-    const char *argv [] = { a.geo, a.times, a.lon, a.lat, a.id, a.created };
-    redisReply *reply = s_eval (&self->add, redis, 2, 6, argv);
-    int rc = reply && reply->type == REDIS_REPLY_INTEGER ? 0 : -1;
-    if (reply)
-        freeReplyObject (reply);
-    return rc;
 }
 
 /* ---- public: the index, split for pipelining ---- */

@@ -90,12 +90,8 @@ intake_doors_start (intake_t *intake, const cb_config_t *config, cb_redis_t *red
     }
     //  Scripts loaded once here, so threads only read their hashes; when
     //  Redis is not there yet, each call loads its own copy until restart.
-    if (redis && cb_redis_connect (redis) == 0) {
-        if (intake->folds)
-            sensor_folds_prepare (intake->folds, redis);
-        if (intake->duplicates)
-            dup_index_prepare (intake->duplicates, redis);
-    }
+    if (redis && intake->folds && cb_redis_connect (redis) == 0)
+        sensor_folds_prepare (intake->folds, redis);
 
     httpd_t *httpd = intake->httpd;
     const unsigned hotline = APIKEY_ROLE_HOTLINE | APIKEY_ROLE_ADMIN;

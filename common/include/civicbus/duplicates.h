@@ -51,23 +51,16 @@ dup_index_t *dup_index_new (int radius_m, int window_s);
 void dup_index_destroy (dup_index_t **self_p);
 //  The index's radius and window.
 void dup_index_limits (const dup_index_t *self, int *radius_m, int *window_s);
-//  Loads the scripts on `redis` (call once before threads share the index;
-//  without it every call loads them). 0 or -1.
-int dup_index_prepare (dup_index_t *self, cb_redis_t *redis);
 
 //  True when `t` takes part: not a sensor ticket, a category, a point.
 bool dup_applies (const cb_ticket_t *t);
 
-//  The nearest open indexed ticket for `t` at `now_ms`: 1 with its id in
-//  `parent`, 0 for none, -1 when Redis failed. Loads candidates with
-//  `store` (same connection) to check they are open; drops final ones.
-int dup_index_find (dup_index_t *self, cb_redis_t *redis, ticket_store_t *store,
-                    const cb_ticket_t *t, int64_t now_ms, char *parent, size_t cap);
-
-//  Indexes a stored ticket (id and created_ms set). 0 or -1.
-int dup_index_add (dup_index_t *self, cb_redis_t *redis, const cb_ticket_t *t);
-
-/* ---- the same, split for pipelining (common/redis_batch.h) ---- */
+/* ---- the index's scripts, pipelined (common/redis_batch.h) ----
+    A search (dup_find_append) returns the nearest candidates of `t`'s
+    category within the radius and window; the caller reads their states
+    (HGET st, one pipeline), takes the first open one as the parent and
+    drops the final or gone ones before it (dup_drop_append); a stored,
+    unflagged report is added (dup_add_prepare, dup_add_append). */
 
 //  Copies of the index's scripts for a batcher to own and load (its
 //  writer fills their sha; the index's own stay untouched).
@@ -75,8 +68,9 @@ typedef struct {
     cb_script_t find, add, drop;
 } dup_scripts_t;
 void dup_scripts_init (dup_scripts_t *scripts);
-//  Appends dup_index_find's search (one command) for `t` at `now_ms`; the
-//  caller checks dup_applies first. 0 or -1.
+//  Appends the search (one script call) for `t` at `now_ms`: it drops
+//  entries older than the window and returns the nearest DUP_CANDIDATES
+//  within the radius. The caller checks dup_applies first. 0 or -1.
 int dup_find_append (const dup_index_t *self, cb_redis_t *redis, dup_scripts_t *scripts,
                      const cb_ticket_t *t, int64_t now_ms);
 //  The candidate ids of a search's reply, nearest first (at most `cap`,
@@ -87,17 +81,16 @@ int dup_find_candidates (const redisReply *reply, char ids [][CB_TICKET_ID_MAX],
 //  category's index (one command). 0 or -1.
 int dup_drop_append (cb_redis_t *redis, dup_scripts_t *scripts, const cb_ticket_t *t,
                      const char *id);
-//  dup_index_add's arguments, copied out of a stored ticket, so that the
-//  index can be written after the ticket is gone (the intake answers the
-//  reporter first).
+//  An index entry's arguments, copied out of a report whose id is known
+//  (the intake takes the number ahead and sends the entry with the create).
 typedef struct {
     char geo [128], times [128], lon [32], lat [32], created [24];
     char id [CB_TICKET_ID_MAX];
 } dup_add_t;
-//  Fills `add` from a stored ticket (id and created_ms set): 1, or 0 when
-//  `t` takes no part (dup_applies) and there is nothing to add.
+//  Fills `add` from a report (id and created_ms set): 1, or 0 when `t`
+//  takes no part (dup_applies) and there is nothing to add.
 int dup_add_prepare (const cb_ticket_t *t, dup_add_t *add);
-//  Appends dup_index_add's script call (one command). 0 or -1.
+//  Appends the entry's script call (one command: GEOADD and ZADD). 0 or -1.
 int dup_add_append (cb_redis_t *redis, dup_scripts_t *scripts, const dup_add_t *add);
 
 //  Flags `t` as a probable duplicate of `parent_id` (pure): sets
