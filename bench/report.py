@@ -39,6 +39,18 @@ def ms(us):
     return "%.2f" % (us / 1000.0)
 
 
+def cpu_line(cpu):
+    """The CPU that bench/run measured over a run's window (its "cpu")."""
+    per, share = cpu["us_per_answer"], cpu["core_share"]
+    num = lambda v: "?" if v is None else "%.0f" % v
+    main = cpu.get("redis_main_thread", {})
+    return ("         CPU per 201: intake %s, Redis %s, dispatcher %s us; machine %.0f%% busy "
+            "(%d cores); Redis's main thread ran %.0f%%, waited for a core %.0f%%: limit: %s"
+            % (num(per["intake"]), num(per["redis"]), num(per["dispatcher"]),
+               100 * cpu["machine_busy"], cpu["cores"], 100 * main.get("ran", share["redis"]),
+               100 * main.get("waited_for_a_core", 0), cpu["limit"]))
+
+
 def runs_of(raw, prefix):
     """Every numbered run PREFIX_1, PREFIX_2, ... that exists."""
     runs = []
@@ -100,6 +112,13 @@ def main():
                          "p99.9 %s ms  non-2xx %d  (runs: %s)"
                          % (k, run["achieved_rate"], 100 * share, ms(lat["p50"]), ms(lat["p99"]),
                             ms(lat["p999"]), bad, ", ".join("%.0f" % r for r in rates)))
+            if run.get("cpu"):
+                summary["intake%d_flat_cpu" % k] = run["cpu"]
+                lines.append(cpu_line(run["cpu"]))
+    if flat:
+        lines.append("scaling  " + ", ".join(
+            "x%d %.0f/s (limit: %s)" % (k, run["achieved_rate"], run.get("cpu", {}).get("limit", "?"))
+            for k, run in sorted(flat.items())))
     for rate in (100, 1000, 5000, 10000):
         for k in (1, 2, 4):
             run = load(raw, "intake%d_open_%d" % (k, rate))
@@ -112,6 +131,9 @@ def main():
                          % (k, rate, run["achieved_rate"], ms(lat["p50"]), ms(lat["p99"]),
                             ms(lat["p999"]), ms(lat["max"]), errors["unsent"], errors["unanswered"]))
             summary["intake%d_open_%d_p99_ms" % (k, rate)] = lat["p99"] / 1000.0
+            if run.get("cpu"):
+                summary["intake%d_open_%d_cpu" % (k, rate)] = run["cpu"]
+                lines.append(cpu_line(run["cpu"]))
 
     memory = load(raw, "memory")
     if memory:
