@@ -67,11 +67,15 @@ test_unreachable_is_a_value (void **state)
     cb_redis_destroy (&redis);
 }
 
+//  The transports test_commands_pipeline_scripts runs over (its state).
+static const bool s_over_tcp = false, s_over_unix_socket = true;
+
 //  Commands, errors, a pipeline and a script over TCP or over the server's
-//  Unix socket, and the script reloaded after a restart.
+//  Unix socket (*state), and the script reloaded after a restart.
 static void
-s_commands_pipeline_scripts (bool unix_socket)
+test_commands_pipeline_scripts (void **state)
 {
+    bool unix_socket = *(const bool *) *state;
     test_redis_t server;
     assert_int_equal (test_redis_start (&server), 0);
     char err [128];
@@ -120,22 +124,11 @@ s_commands_pipeline_scripts (bool unix_socket)
     test_redis_stop (&server);
 }
 
-static void
-test_commands_pipeline_scripts (void **state)
-{
-    (void) state;
-    s_commands_pipeline_scripts (false);
-}
-
+//  Over a Unix socket, the database from the URL, and a missing socket.
 static void
 test_unix_socket (void **state)
 {
     (void) state;
-    //  Writing to a socket whose server went away raises SIGPIPE; the
-    //  services ignore it (cb_service_install_signals), so does this test.
-    signal (SIGPIPE, SIG_IGN);
-    s_commands_pipeline_scripts (true);
-
     //  ?db= selects the database, as /N does over TCP.
     test_redis_t server;
     assert_int_equal (test_redis_start (&server), 0);
@@ -168,10 +161,16 @@ test_unix_socket (void **state)
 int
 main (void)
 {
+    //  Writing to a socket whose server went away raises SIGPIPE; the
+    //  services ignore it (cb_service_install_signals), so do these tests.
+    signal (SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests [] = {
         cmocka_unit_test (test_url_parsing),
         cmocka_unit_test (test_unreachable_is_a_value),
-        cmocka_unit_test (test_commands_pipeline_scripts),
+        { "test_commands_pipeline_scripts over TCP", test_commands_pipeline_scripts,
+          NULL, NULL, (void *) &s_over_tcp },
+        { "test_commands_pipeline_scripts over a Unix socket", test_commands_pipeline_scripts,
+          NULL, NULL, (void *) &s_over_unix_socket },
         cmocka_unit_test (test_unix_socket),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
