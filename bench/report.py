@@ -21,18 +21,9 @@ def load(raw, name):
 
 def median_run(raw, prefix):
     """The flat-out run with the median achieved rate, and all the rates."""
-    runs = []
-    i = 1
-    while True:
-        r = load(raw, "%s_%d" % (prefix, i))
-        if r is None:
-            break
-        runs.append(r)
-        i += 1
-    if not runs:
-        return None, []
-    ordered = sorted(runs, key=lambda r: r["achieved_rate"])
-    return ordered[len(ordered) // 2], [r["achieved_rate"] for r in runs]
+    runs = runs_of(raw, prefix)
+    rate = lambda r: r["achieved_rate"]
+    return median_by(runs, rate), [rate(r) for r in runs]
 
 
 def ms(us):

@@ -30,6 +30,9 @@ typedef struct {
     int answered;
 } s_held_t;
 
+//  A held-request slot, empty, its lock and condition statically initialised.
+#define S_HELD_INIT { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER }
+
 /* ---- handlers ---- */
 
 static int
@@ -167,9 +170,7 @@ static void
 test_deferred_answer_frees_the_thread (void **state)
 {
     (void) state;
-    s_held_t held = { .held = NULL };
-    pthread_mutex_init (&held.lock, NULL);
-    pthread_cond_init (&held.cond, NULL);
+    s_held_t held = S_HELD_INIT;
     int port;
     httpd_t *httpd = s_server (&held, &port);
 
@@ -198,8 +199,6 @@ test_deferred_answer_frees_the_thread (void **state)
     close (b);
     close (c);
     httpd_destroy (&httpd);
-    pthread_mutex_destroy (&held.lock);
-    pthread_cond_destroy (&held.cond);
 }
 
 typedef struct {
@@ -225,9 +224,7 @@ static void
 test_stop_waits_for_deferred (void **state)
 {
     (void) state;
-    s_held_t held = { .held = NULL };
-    pthread_mutex_init (&held.lock, NULL);
-    pthread_cond_init (&held.cond, NULL);
+    s_held_t held = S_HELD_INIT;
     int port;
     httpd_t *httpd = s_server (&held, &port);
     int a = s_connect (port);
@@ -248,17 +245,13 @@ test_stop_waits_for_deferred (void **state)
     assert_int_equal (held.answered, 1);
     close (a);
     httpd_destroy (&httpd);
-    pthread_mutex_destroy (&held.lock);
-    pthread_cond_destroy (&held.cond);
 }
 
 static void
 test_client_gone_while_deferred (void **state)
 {
     (void) state;
-    s_held_t held = { .held = NULL };
-    pthread_mutex_init (&held.lock, NULL);
-    pthread_cond_init (&held.cond, NULL);
+    s_held_t held = S_HELD_INIT;
     int port;
     httpd_t *httpd = s_server (&held, &port);
     int a = s_connect (port);
@@ -271,8 +264,6 @@ test_client_gone_while_deferred (void **state)
     httpd_stop (httpd, 1000);
     assert_int_equal (held.answered, 1);
     httpd_destroy (&httpd);
-    pthread_mutex_destroy (&held.lock);
-    pthread_cond_destroy (&held.cond);
 }
 
 static void
