@@ -6,12 +6,13 @@
       count in the repeat-report rate (ts_create_count_kpi). The id's
       number may come from an earlier INCR of the same counter
       (ts_seq_append, ts_create_use_seq), so a caller knows the id before
-      the create and can pipeline writes that name it with the create. The id is made inside the script,
-      so the ticket and event are sent without it and the script prepends the
-      id field (protobuf field 1, wire type 2; a later duplicate of a field
-      would win, and there is none). Keys derived from the new id are not in
-      KEYS; they share the bucket's hash tag, hence the slot, of the declared
-      ones, which Redis Cluster accepts.
+      the create and can pipeline writes that name it with the create.
+      The id is made inside the script, so the ticket and event are sent
+      without it and the script prepends the id field (protobuf field 1,
+      wire type 2; a later duplicate of a field would win, and there is
+      none). Keys derived from the new id are not in KEYS; they share the
+      bucket's hash tag, hence the slot, of the declared ones, which Redis
+      Cluster accepts.
     - apply: compare-and-set on the version field, then the new ticket, the
       events and a list of simple operations on keys of the same bucket.
     Reads are one HGET or LRANGE. */
@@ -398,7 +399,8 @@ enum {
     S_ARG_KPI_TTL,
 };
 
-//  A day's id counter lives three days (the script has the same number).
+//  A day's id counter lives three days (s_create_lua has the same number,
+//  as a literal: bench/run reads the script's text out of this file).
 #define S_SEQ_TTL_S 259200
 
 struct _ts_create_t {
@@ -412,6 +414,15 @@ const char *
 ticket_store_create_source (void)
 {
     return s_create_lua;
+}
+
+//  The day counter behind the ids of a create with `idem_key` at `now_ms`.
+static void
+s_seq_key (const char *idem_key, int64_t now_ms, char *buf, size_t cap)
+{
+    char tag [CB_BUCKET_TAG_MAX];
+    cb_bucket_tag (cb_bucket_for_key (idem_key), tag, sizeof tag);
+    snprintf (buf, cap, "seq:%s:%08d", tag, cb_time_local_yyyymmdd (now_ms));
 }
 
 ts_create_t *
@@ -448,7 +459,7 @@ ts_create_new (cb_ticket_t *ticket, const char *district, const char *idem_key, 
     int rc = 0;
     snprintf (key, sizeof key, "idem:%s:%s", tag, idem_key);
     rc |= s_args_str (args, key);
-    snprintf (key, sizeof key, "seq:%s:%08d", tag, cb_time_local_yyyymmdd (now_ms));
+    s_seq_key (idem_key, now_ms, key, sizeof key);
     rc |= s_args_str (args, key);
     snprintf (key, sizeof key, "inbox:%s", tag);
     rc |= s_args_str (args, key);
@@ -465,7 +476,8 @@ ts_create_new (cb_ticket_t *ticket, const char *district, const char *idem_key, 
     self->numkeys = (int) args->count;
     rc |= s_args_str (args, tag);
     rc |= s_args_str (args, district);
-    rc |= s_args_int (args, cb_time_local_yyyymmdd (now_ms));
+    self->yyyymmdd = cb_time_local_yyyymmdd (now_ms);
+    rc |= s_args_int (args, self->yyyymmdd);
     rc |= s_args_int (args, bucket);
     rc |= s_args_int (args, idem_ttl_s > 0 ? idem_ttl_s : 86400);
     rc |= s_args_int (args, now_ms);
@@ -479,7 +491,6 @@ ts_create_new (cb_ticket_t *ticket, const char *district, const char *idem_key, 
     ticket->id = saved_id;
     snprintf (self->district, sizeof self->district, "%s", district);
     self->bucket = bucket;
-    self->yyyymmdd = cb_time_local_yyyymmdd (now_ms);
     if (rc)
         ts_create_destroy (&self);
     return self;
@@ -498,14 +509,6 @@ s_create_set (ts_create_t *self, int at, const char *text)
     self->args.v [i] = copy;
     self->args.lens [i] = strlen (copy);
     return 0;
-}
-
-static void
-s_seq_key (const char *idem_key, int64_t now_ms, char *buf, size_t cap)
-{
-    char tag [CB_BUCKET_TAG_MAX];
-    cb_bucket_tag (cb_bucket_for_key (idem_key), tag, sizeof tag);
-    snprintf (buf, cap, "seq:%s:%08d", tag, cb_time_local_yyyymmdd (now_ms));
 }
 
 int
