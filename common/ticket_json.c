@@ -978,6 +978,43 @@ ticket_from_request_json (const char *body, size_t len,
 /* ---- public: JSON out ---- */
 
 json_t *
+ticket_created_to_json (const Civicbus__V1__Ticket *t, unsigned flags)
+{
+    assert (t);
+    json_t *json = json_object ();
+    if (!json)
+        return NULL;
+    int rc = 0;
+    rc |= s_set (json, "id", s_string (t->id));
+    rc |= s_set (json, "state", json_string (ticket_state_name (t->state)));
+    rc |= s_set (json, "version", json_integer (t->version));
+    rc |= s_set (json, "source", s_enum (cb_source_name (t->source)));
+    rc |= s_set (json, "request_type", s_enum (cb_request_type_name (t->request_type)));
+    rc |= s_set (json, "category", t->category ? s_string (t->category) : json_null ());
+    rc |= s_set (json, "created", s_time (t->created_ms));
+    const Civicbus__V1__Location *loc = t->location;
+    if (loc) {
+        json_t *where = json_object ();
+        rc |= s_set (json, "location", where);
+        if (where) {
+            rc |= s_set (where, "grid_code", s_string (loc->grid_code));
+            rc |= s_set (where, "grid_path", s_string_array (loc->grid_path, loc->n_grid_path));
+            rc |= s_set (where, "ungridded", json_boolean (loc->ungridded));
+        }
+    }
+    if (t->reporter && !(flags & TICKET_JSON_NO_PERSONAL))
+        rc |= s_set (json, "reporter",
+                     s_reporter_to_json (t->reporter, flags & TICKET_JSON_MASK_PERSONAL));
+    if (t->probable_duplicate_of && *t->probable_duplicate_of)
+        rc |= s_set (json, "probable_duplicate_of", s_string (t->probable_duplicate_of));
+    if (rc) {
+        json_decref (json);
+        return NULL;
+    }
+    return json;
+}
+
+json_t *
 ticket_to_json (const Civicbus__V1__Ticket *t, unsigned flags)
 {
     assert (t);

@@ -42,7 +42,6 @@
 #include "civicbus/clock.h"
 #include "civicbus/grid_index.h"
 #include "civicbus/log.h"
-#include "civicbus/mask.h"
 #include "civicbus/pbutil.h"
 #include "civicbus/ticket_id.h"
 #include "civicbus/ticket_json.h"
@@ -144,67 +143,15 @@ s_locate (const grid_index_t *grids, cb_ticket_t *t, cb_error_t *err)
     return 0;
 }
 
-//  The 201: the ticket as the issue asks for it (id, state, grid path,
-//  received time, with the Location header), plus what clients of the
-//  first version read from it (source, category, version, the reporter
-//  masked as the key's role must see it). The whole ticket is a GET away;
-//  echoing it cost a third of the intake's CPU (bench/README.md).
-static json_t *
-s_created_json (const cb_ticket_t *t, apikey_role_t role)
-{
-    char created [40];
-    json_t *json = json_pack ("{s:s, s:s, s:I, s:s?, s:s?, s:s?, s:s}",
-                              "id", t->id,
-                              "state", ticket_state_name (t->state),
-                              "version", (json_int_t) t->version,
-                              "source", cb_source_name (t->source),
-                              "request_type", cb_request_type_name (t->request_type),
-                              "category", t->category,
-                              "created", cb_time_format_iso (t->created_ms, created,
-                                                             sizeof created));
-    const Civicbus__V1__Location *loc = t->location;
-    if (json && loc) {
-        json_t *path = json_array ();
-        for (size_t i = 0; path && i < loc->n_grid_path; i++)
-            json_array_append_new (path, json_string (loc->grid_path [i]));
-        json_t *where = path ? json_pack ("{s:s, s:o, s:b}",
-                                          "grid_code", loc->grid_code ? loc->grid_code : "",
-                                          "grid_path", path, "ungridded", loc->ungridded)
-                             : NULL;
-        if (!where || json_object_set_new (json, "location", where)) {
-            json_decref (json);
-            return NULL;
-        }
-    }
-    if (json && t->reporter) {
-        const char *name = t->reporter->name ? t->reporter->name : "";
-        const char *phone = t->reporter->phone ? t->reporter->phone : "";
-        char masked_name [256], masked_phone [64];
-        if (!apikey_role_sees_personal_data (role)) {
-            cb_mask_name (name, masked_name, sizeof masked_name);
-            cb_mask_phone (phone, masked_phone, sizeof masked_phone);
-            name = masked_name;
-            phone = masked_phone;
-        }
-        if (json_object_set_new (json, "reporter",
-                                 json_pack ("{s:s, s:s}", "name", name, "phone", phone))) {
-            json_decref (json);
-            return NULL;
-        }
-    }
-    if (json && t->probable_duplicate_of && *t->probable_duplicate_of)
-        json_object_set_new (json, "probable_duplicate_of",
-                             json_string (t->probable_duplicate_of));
-    return json;
-}
-
 //  201 with the compact ticket, or 200 with the whole first ticket (a
 //  repeat: the client may not have the first answer).
 static int
 s_reply_ticket (httpd_request_t *req, int status, const cb_ticket_t *t)
 {
     apikey_role_t role = httpd_request_key (req)->role;
-    json_t *json = status == MHD_HTTP_CREATED ? s_created_json (t, role)
+    //  The 201 is compact: echoing the whole ticket cost a third of the
+    //  intake's CPU (bench/README.md); it is a GET away.
+    json_t *json = status == MHD_HTTP_CREATED ? ticket_created_to_json (t, s_mask_flags (role))
                                               : ticket_to_json (t, s_mask_flags (role));
     if (!json)
         return httpd_reply_error (req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "",

@@ -20,6 +20,7 @@
 #include "civicbus/clock.h"
 #include "civicbus/mask.h"
 #include "civicbus/ticket_json.h"
+#include "civicbus/pbutil.h"
 
 //  A complete, valid body; cases below break one thing at a time.
 #define S_GOOD_BODY \
@@ -807,6 +808,54 @@ test_personal_data_masked_or_omitted (void **state)
     civicbus__v1__ticket__free_unpacked (t, NULL);
 }
 
+//  The 201's compact form: the fields it promises, the grid path, and the
+//  reporter masked or left out as the flags say; no description at all.
+static void
+test_created_json_is_compact (void **state)
+{
+    (void) state;
+    char *body = s_body_with ("{\"grid_code\": \"G1\"}",
+        ", \"reporter\": {\"name\": \"欧阳娜娜\", \"phone\": \"13812345678\"}");
+    Civicbus__V1__Ticket *t = s_parse_ok (body);
+    free (body);
+    assert_int_equal (pb_set_string (&t->id, "320105-20260930-000000071"), 0);
+    t->state = CIVICBUS__V1__TICKET_STATE__RECEIVED;
+    t->created_ms = 1790755200000LL;
+    t->version = 1;
+    pb_strv_push (&t->location->n_grid_path, &t->location->grid_path, "320105");
+    pb_strv_push (&t->location->n_grid_path, &t->location->grid_path, "G1");
+
+    json_t *json = ticket_created_to_json (t, TICKET_JSON_MASK_PERSONAL);
+    assert_non_null (json);
+    assert_string_equal (json_string_value (json_object_get (json, "id")), t->id);
+    assert_string_equal (json_string_value (json_object_get (json, "state")), "RECEIVED");
+    assert_int_equal (json_integer_value (json_object_get (json, "version")), 1);
+    assert_string_equal (json_string_value (json_object_get (json, "created")),
+                         "2026-09-30T16:00:00+08:00");
+    json_t *where = json_object_get (json, "location");
+    assert_string_equal (json_string_value (json_object_get (where, "grid_code")), "G1");
+    assert_int_equal (json_array_size (json_object_get (where, "grid_path")), 2);
+    assert_null (json_object_get (where, "lat"));
+    assert_null (json_object_get (json, "description"));
+    assert_null (json_object_get (json, "probable_duplicate_of"));
+    json_t *reporter = json_object_get (json, "reporter");
+    assert_string_equal (json_string_value (json_object_get (reporter, "name")), "欧***");
+    assert_string_equal (json_string_value (json_object_get (reporter, "phone")), "138****5678");
+    json_decref (json);
+
+    assert_int_equal (pb_set_string (&t->probable_duplicate_of, "320105-20260930-000000007"), 0);
+    json = ticket_created_to_json (t, 0);
+    reporter = json_object_get (json, "reporter");
+    assert_string_equal (json_string_value (json_object_get (reporter, "phone")), "13812345678");
+    assert_string_equal (json_string_value (json_object_get (json, "probable_duplicate_of")),
+                         "320105-20260930-000000007");
+    json_decref (json);
+    json = ticket_created_to_json (t, TICKET_JSON_NO_PERSONAL);
+    assert_null (json_object_get (json, "reporter"));
+    json_decref (json);
+    civicbus__v1__ticket__free_unpacked (t, NULL);
+}
+
 static void
 test_lifecycle_fields_in_json (void **state)
 {
@@ -1211,6 +1260,7 @@ main (void)
         cmocka_unit_test (test_event_to_json),
         cmocka_unit_test (test_enum_helpers),
         cmocka_unit_test (test_mask_phone),
+        cmocka_unit_test (test_created_json_is_compact),
         cmocka_unit_test (test_mask_name),
         cmocka_unit_test (test_mask_text),
         cmocka_unit_test (test_utf8_helpers),

@@ -110,6 +110,12 @@ int ticket_from_request_json (const char *body, size_t len,
 //  masked too. Strings that are not valid UTF-8 appear with U+FFFD in place
 //  of the bad bytes. Returns a new reference, or NULL when memory ran out.
 json_t *ticket_to_json (const Civicbus__V1__Ticket *t, unsigned flags);
+//  The compact form a new ticket's 201 carries (the whole ticket is a GET
+//  away): id, state, version, source, request_type, category, created,
+//  location {grid_code, grid_path, ungridded}, reporter {name, phone}
+//  (masked or left out as `flags` say) and probable_duplicate_of when set.
+//  Returns a new reference, or NULL when memory ran out.
+json_t *ticket_created_to_json (const Civicbus__V1__Ticket *t, unsigned flags);
 
 //  One history entry: {ticket_id, sequence, type, actor {kind, id, name},
 //  time, from, to, note, payload}. actor.kind is "system", "operator",
