@@ -230,10 +230,11 @@ class Cluster:
         self.redis_port = port or self.redis_port or free_port()
         data = os.path.join(self.dir, "redis")
         os.makedirs(data, exist_ok=True)
-        argv = [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.redis_port),
-                "--dir", data, "--appendonly", "yes", "--appendfsync", "everysec",
-                "--save", "", "--maxmemory-policy", "noeviction",
-                "--protected-mode", "yes", "--daemonize", "no"]
+        # The deployment's own configuration (AOF everysec, noeviction, ...);
+        # where it listens and keeps its data on the command line.
+        argv = [REDIS_SERVER, os.path.join(SOURCE_DIR, "deploy", "redis.conf"),
+                "--bind", "127.0.0.1", "--port", str(self.redis_port), "--dir", data,
+                "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
         self.redis_proc = Proc("redis", argv, dict(os.environ),
                                os.path.join(self.dir, "redis.log")).start()
         r = Redis(self.redis_port)
