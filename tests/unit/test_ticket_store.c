@@ -538,6 +538,9 @@ test_create_counts_kpi (void **state)
     assert_int_equal (reply->type, REDIS_REPLY_STRING);
     assert_string_equal (reply->str, "1");
     freeReplyObject (reply);
+    reply = cb_redis_command (f->redis, "TTL %s", key);
+    assert_true (reply->integer > 399 * 86400);
+    freeReplyObject (reply);
 
     json_t *kpi = NULL;
     assert_int_equal (dup_kpi_read (f->redis, 20260930, &kpi), 0);

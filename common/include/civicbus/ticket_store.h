@@ -88,8 +88,9 @@ ts_create_t *ts_create_new (cb_ticket_t *ticket, const char *district, const cha
 //  day (Asia/Shanghai) and bucket,
 //      kpi:{bNN}:reports:YYYYMMDD   hash  area -> reports created
 //      kpi:{bNN}:dup:YYYYMMDD       hash  area -> of them flagged (`duplicate`)
-//  each kept `ttl_s` from its last count. A repeat (TS_REPEAT) counts
-//  nothing. Call before ts_create_append. 0 or -1 (memory).
+//  each kept `ttl_s` from the first count of its newest area (the expiry
+//  is set when an area's field is created, not on every count). A repeat
+//  (TS_REPEAT) counts nothing. Call before ts_create_append. 0 or -1.
 int ts_create_count_kpi (ts_create_t *self, const char *area, bool duplicate, int ttl_s);
 //  The id's number taken ahead of the create, so the caller knows the id
 //  and can pipeline writes naming it with the create (the intake's
