@@ -12,6 +12,8 @@
 #include <time.h>
 #include <sodium.h>
 
+#define S_KNOWN_MAX 32                  //  scripts a connection remembers (civicbus has 21)
+
 struct _cb_redis_t {
     redisContext *ctx;
     char host [256];
@@ -23,9 +25,56 @@ struct _cb_redis_t {
     int timeout_ms;
     char where [280];
     char error [1024];
+    //  The SHA-1s this connection has loaded, by script text (static
+    //  storage, so its address names it): a script handed over afresh
+    //  (CB_SCRIPT on the stack) needs no SCRIPT LOAD round trip after the
+    //  first. Forgotten on reconnect and on any NOSCRIPT reply (Redis
+    //  restarted or flushed its scripts).
+    struct {
+        const char *source;
+        char sha [41];
+    } known [S_KNOWN_MAX];
+    int n_known;
 };
 
 /* ---- private ---- */
+
+//  Fills script->sha from what this connection loaded before: true, or
+//  false when it does not know the script.
+static bool
+s_known_sha (cb_redis_t *self, cb_script_t *script)
+{
+    for (int i = 0; i < self->n_known; i++)
+        if (self->known [i].source == script->source) {
+            memcpy (script->sha, self->known [i].sha, sizeof script->sha);
+            return true;
+        }
+    return false;
+}
+
+static void
+s_remember_sha (cb_redis_t *self, const cb_script_t *script)
+{
+    int i = 0;
+    while (i < self->n_known && self->known [i].source != script->source)
+        i++;
+    if (i == S_KNOWN_MAX)
+        i = S_KNOWN_MAX - 1;        //  full: the newest replaces the last
+    else
+    if (i == self->n_known)
+        self->n_known++;
+    self->known [i].source = script->source;
+    memcpy (self->known [i].sha, script->sha, sizeof script->sha);
+}
+
+//  The script's SHA-1, known or loaded now: 0 or -1.
+static int
+s_script_sha (cb_redis_t *self, cb_script_t *script)
+{
+    if (script->sha [0] || s_known_sha (self, script))
+        return 0;
+    return cb_redis_script_load (self, script);
+}
 
 static void
 s_drop (cb_redis_t *self, const char *why)
@@ -36,6 +85,7 @@ s_drop (cb_redis_t *self, const char *why)
         redisFree (self->ctx);
         self->ctx = NULL;
     }
+    self->n_known = 0;              //  the next server may not have them
 }
 
 static int
@@ -313,6 +363,8 @@ cb_redis_get_reply (cb_redis_t *self)
         s_drop (self, self->ctx->errstr [0] ? self->ctx->errstr : "connection lost");
         return NULL;
     }
+    if (cb_reply_is_error (reply, "NOSCRIPT"))
+        self->n_known = 0;          //  Redis lost its scripts: load them again
     return reply;
 }
 
@@ -326,6 +378,7 @@ cb_redis_script_load (cb_redis_t *self, cb_script_t *script)
     if (reply->type == REDIS_REPLY_STRING && reply->len == 40) {
         memcpy (script->sha, reply->str, 40);
         script->sha [40] = 0;
+        s_remember_sha (self, script);
         rc = 0;
     }
     else
@@ -379,7 +432,7 @@ cb_redis_eval (cb_redis_t *self, cb_script_t *script, int numkeys,
                int argc, const char **argv, const size_t *lens)
 {
     //  Redis names a script by its SHA-1; we learn it from SCRIPT LOAD.
-    if (!script->sha [0] && cb_redis_script_load (self, script))
+    if (s_script_sha (self, script))
         return NULL;
     redisReply *reply = s_evalsha (self, script, numkeys, argc, argv, lens, false);
     if (reply && cb_reply_is_error (reply, "NOSCRIPT")) {
@@ -395,7 +448,7 @@ int
 cb_redis_append_eval (cb_redis_t *self, cb_script_t *script, int numkeys,
                       int argc, const char **argv, const size_t *lens)
 {
-    if (!script->sha [0] && cb_redis_script_load (self, script))
+    if (s_script_sha (self, script))
         return -1;
     return s_evalsha (self, script, numkeys, argc, argv, lens, true) ? 0 : -1;
 }

@@ -430,9 +430,8 @@ timers_claim_all (cb_redis_t *redis, int64_t now_ms, int64_t visibility_ms, int 
         n_due += due [b];
     if (n_due == 0)
         return 0;
+    //  The connection knows the script after its first load (redis.h).
     cb_script_t script = CB_SCRIPT (s_claim_lua);
-    if (cb_redis_script_load (redis, &script))
-        return -1;
     for (int b = 0; b < CB_BUCKETS; b++) {
         if (!due [b])
             continue;
@@ -510,8 +509,6 @@ timers_requeue_expired (cb_redis_t *redis, int64_t now_ms, size_t *moved)
     if (moved)
         *moved = 0;
     cb_script_t script = CB_SCRIPT (s_requeue_lua);
-    if (cb_redis_script_load (redis, &script))
-        return -1;
     char now [24], limit [16];
     snprintf (now, sizeof now, "%" PRId64, now_ms);
     snprintf (limit, sizeof limit, "%d", TIMERS_BATCH_MAX);

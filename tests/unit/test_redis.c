@@ -158,6 +158,83 @@ test_unix_socket (void **state)
     test_redis_stop (&server);
 }
 
+//  SCRIPT LOADs Redis has run so far (INFO commandstats).
+static long long
+s_script_loads (cb_redis_t *redis)
+{
+    redisReply *reply = cb_redis_command (redis, "INFO commandstats");
+    assert_non_null (reply);
+    assert_int_equal (reply->type, REDIS_REPLY_STRING);
+    const char *at = strstr (reply->str, "cmdstat_script|load:calls=");
+    long long calls = at ? atoll (at + strlen ("cmdstat_script|load:calls=")) : 0;
+    freeReplyObject (reply);
+    return calls;
+}
+
+static const char s_sum_lua [] = "return tonumber(ARGV[1]) + tonumber(ARGV[2])";
+
+//  A script made afresh for every call (CB_SCRIPT on the stack) is loaded
+//  once per connection; after SCRIPT FLUSH the pipelined call answers
+//  NOSCRIPT once and the connection loads it again.
+static void
+test_fresh_scripts_load_once (void **state)
+{
+    (void) state;
+    test_redis_t server;
+    assert_int_equal (test_redis_start (&server), 0);
+    char err [128];
+    cb_redis_t *redis = cb_redis_new (server.url, 2000, err, sizeof err);
+    assert_non_null (redis);
+    long long loads = s_script_loads (redis);
+    const char *argv [] = { "2", "3" };
+    for (int i = 0; i < 5; i++) {
+        cb_script_t script = CB_SCRIPT (s_sum_lua);
+        redisReply *reply = cb_redis_eval (redis, &script, 0, 2, argv, NULL);
+        assert_non_null (reply);
+        assert_int_equal (reply->integer, 5);
+        freeReplyObject (reply);
+        cb_script_t piped = CB_SCRIPT (s_sum_lua);
+        assert_int_equal (cb_redis_append_eval (redis, &piped, 0, 2, argv, NULL), 0);
+        reply = cb_redis_get_reply (redis);
+        assert_non_null (reply);
+        assert_int_equal (reply->integer, 5);
+        freeReplyObject (reply);
+    }
+    assert_int_equal (s_script_loads (redis), loads + 1);
+
+    redisReply *reply = cb_redis_command (redis, "SCRIPT FLUSH");
+    freeReplyObject (reply);
+    cb_script_t script = CB_SCRIPT (s_sum_lua);
+    assert_int_equal (cb_redis_append_eval (redis, &script, 0, 2, argv, NULL), 0);
+    reply = cb_redis_get_reply (redis);
+    assert_true (cb_reply_is_error (reply, "NOSCRIPT"));
+    freeReplyObject (reply);
+    for (int i = 0; i < 2; i++) {
+        cb_script_t again = CB_SCRIPT (s_sum_lua);
+        assert_int_equal (cb_redis_append_eval (redis, &again, 0, 2, argv, NULL), 0);
+        reply = cb_redis_get_reply (redis);
+        assert_non_null (reply);
+        assert_int_equal (reply->type, REDIS_REPLY_INTEGER);
+        assert_int_equal (reply->integer, 5);
+        freeReplyObject (reply);
+    }
+    assert_int_equal (s_script_loads (redis), loads + 2);
+
+    //  A new connection (here: after a restart) loads it again.
+    assert_int_equal (test_redis_restart (&server), 0);
+    cb_script_t after = CB_SCRIPT (s_sum_lua);
+    reply = cb_redis_eval (redis, &after, 0, 2, argv, NULL);
+    if (!reply)   //  the first call after a restart finds the old socket dead
+        reply = cb_redis_eval (redis, &after, 0, 2, argv, NULL);
+    assert_non_null (reply);
+    assert_int_equal (reply->integer, 5);
+    freeReplyObject (reply);
+    assert_int_equal (s_script_loads (redis), 1);   //  a new server's count
+
+    cb_redis_destroy (&redis);
+    test_redis_stop (&server);
+}
+
 int
 main (void)
 {
@@ -172,6 +249,7 @@ main (void)
         { "test_commands_pipeline_scripts over a Unix socket", test_commands_pipeline_scripts,
           NULL, NULL, (void *) &s_over_unix_socket },
         cmocka_unit_test (test_unix_socket),
+        cmocka_unit_test (test_fresh_scripts_load_once),
     };
     return cmocka_run_group_tests (tests, NULL, NULL);
 }

@@ -521,17 +521,26 @@ s_add_many (fixture_t *f, int count)
     }
 }
 
-//  Script calls Redis has run so far (INFO commandstats).
+//  Calls of `command` Redis has run so far (INFO commandstats: "evalsha",
+//  "script|load").
 static long long
-s_script_calls (fixture_t *f)
+s_command_calls (fixture_t *f, const char *command)
 {
     redisReply *reply = cb_redis_command (f->redis, "INFO commandstats");
     assert_non_null (reply);
     assert_int_equal (reply->type, REDIS_REPLY_STRING);
-    const char *at = strstr (reply->str, "cmdstat_evalsha:calls=");
-    long long calls = at ? atoll (at + strlen ("cmdstat_evalsha:calls=")) : 0;
+    char field [64];
+    snprintf (field, sizeof field, "cmdstat_%s:calls=", command);
+    const char *at = strstr (reply->str, field);
+    long long calls = at ? atoll (at + strlen (field)) : 0;
     freeReplyObject (reply);
     return calls;
+}
+
+static long long
+s_script_calls (fixture_t *f)
+{
+    return s_command_calls (f, "evalsha");
 }
 
 //  An idle tick reads each bucket and runs no script; a tick with one
@@ -563,6 +572,39 @@ test_claim_all_scripts_only_where_due (void **state)
     assert_int_equal (n, 69);
     free (timers);
     assert_int_equal (s_script_calls (f), before + 1 + CB_BUCKETS);
+}
+
+//  The claim script is loaded once per connection, not on every tick; after
+//  Redis lost its scripts (SCRIPT FLUSH, as after a restart) a tick still
+//  claims what is due (each bucket's NOSCRIPT is claimed on its own).
+static void
+test_claim_all_loads_its_script_once (void **state)
+{
+    fixture_t *f = *state;
+    s_add_many (f, 3 * CB_BUCKETS);
+    cb_timer_t *timers = NULL;
+    size_t n = 0;
+    assert_int_equal (timers_claim_all (f->redis, 10, 60000, 8, &timers, &n), 0);
+    assert_int_equal (n, 10);
+    free (timers);
+    long long loads = s_command_calls (f, "script|load");
+    assert_int_equal (timers_claim_all (f->redis, 20, 60000, 8, &timers, &n), 0);
+    assert_int_equal (n, 10);
+    free (timers);
+    assert_int_equal (s_command_calls (f, "script|load"), loads);
+
+    redisReply *reply = cb_redis_command (f->redis, "SCRIPT FLUSH");
+    freeReplyObject (reply);
+    assert_int_equal (timers_claim_all (f->redis, 30, 60000, 8, &timers, &n), 0);
+    assert_int_equal (n, 10);
+    for (size_t i = 0; i < n; i++)
+        assert_true (timers [i].at_ms > 20 && timers [i].at_ms <= 30);
+    free (timers);
+    assert_int_equal (s_command_calls (f, "script|load"), loads + 1);
+    assert_int_equal (timers_claim_all (f->redis, 40, 60000, 8, &timers, &n), 0);
+    assert_int_equal (n, 10);
+    free (timers);
+    assert_int_equal (s_command_calls (f, "script|load"), loads + 1);
 }
 
 typedef struct {
@@ -725,6 +767,7 @@ main (void)
         cmocka_unit_test_setup (test_two_claimers, s_flush),
         cmocka_unit_test_setup (test_hundred_thousand, s_flush),
         cmocka_unit_test_setup (test_claim_all_scripts_only_where_due, s_flush),
+        cmocka_unit_test_setup (test_claim_all_loads_its_script_once, s_flush),
     };
     return cmocka_run_group_tests (tests, s_setup, s_teardown);
 }

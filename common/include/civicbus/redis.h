@@ -8,7 +8,11 @@
 
     Scripts are run with EVALSHA; on NOSCRIPT (after a Redis restart or a
     failover the script cache is empty) the script is loaded and run again,
-    which is safe because NOSCRIPT means it did not run.
+    which is safe because NOSCRIPT means it did not run. A connection
+    remembers the SHA-1 of each script it loaded (up to 32, by the address
+    of its text), so a cb_script_t made afresh for each call costs one
+    SCRIPT LOAD per connection, not one per call; it forgets them when it
+    reconnects or reads a NOSCRIPT reply.
 
     One cb_redis_t belongs to one thread. */
 
@@ -64,10 +68,12 @@ redisReply *cb_redis_get_reply (cb_redis_t *self);
 //  args; lens may be NULL for C strings). Loads the script on NOSCRIPT.
 redisReply *cb_redis_eval (cb_redis_t *self, cb_script_t *script, int numkeys,
                            int argc, const char **argv, const size_t *lens);
-//  Appends an EVALSHA to the pipeline (load scripts first with
-//  cb_redis_script_load, so NOSCRIPT cannot happen inside a pipeline, except
-//  right after a Redis restart: then the reply is a NOSCRIPT error and the
-//  caller runs it again with cb_redis_eval).
+//  Appends an EVALSHA to the pipeline. A script this connection does not
+//  know yet is loaded first (SCRIPT LOAD, a round trip of its own: append
+//  nothing before it that you have not read, or load it beforehand with
+//  cb_redis_script_load). NOSCRIPT can then happen inside a pipeline only
+//  right after a Redis restart: the reply is a NOSCRIPT error and the
+//  caller runs it again with cb_redis_eval.
 int cb_redis_append_eval (cb_redis_t *self, cb_script_t *script, int numkeys,
                           int argc, const char **argv, const size_t *lens);
 int cb_redis_script_load (cb_redis_t *self, cb_script_t *script);
