@@ -85,6 +85,12 @@ def main():
         if lua:
             summary["lua_create_rate_P%d" % p] = lua["rate"]
             lines.append("ceiling  create script, redis-benchmark -P %-2d   %8.0f/s" % (p, lua["rate"]))
+    cost = load(raw, "script_cost")
+    if cost:
+        summary["script_own_us"] = cost["script_own_us"]
+        lines.append("ceiling  a script call's own cost: EVALSHA %.2f us - GEOADD %.2f - ZADD %.2f "
+                     "= %.2f us (Redis's usec_per_call)"
+                     % (cost["evalsha_us"], cost["geoadd_us"], cost["zadd_us"], cost["script_own_us"]))
     zmq = load(raw, "zmq")
     if zmq:
         summary["zmq_rate"] = zmq["rate"]
@@ -108,6 +114,14 @@ def main():
             if run.get("cpu"):
                 summary["intake%d_flat_cpu" % k] = run["cpu"]
                 lines.append(cpu_line(run["cpu"]))
+    pinned = load(raw, "intake1_pinned")
+    if pinned:
+        summary["intake1_pinned_rate"] = pinned["achieved_rate"]
+        lines.append("intake x1 flat out, Redis alone on CPU 0  %8.0f/s%s"
+                     % (pinned["achieved_rate"], "  (%.2fx the unpinned median)"
+                        % (pinned["achieved_rate"] / flat[1]["achieved_rate"]) if 1 in flat else ""))
+        if pinned.get("cpu"):
+            lines.append(cpu_line(pinned["cpu"]))
     if flat:
         lines.append("scaling  " + ", ".join(
             "x%d %.0f/s (limit: %s)" % (k, run["achieved_rate"], run.get("cpu", {}).get("limit", "?"))
