@@ -237,6 +237,30 @@ s_unavailable (ticket_store_t *self, const char *what)
     return TS_UNAVAILABLE;
 }
 
+//  The next reply of a pipeline while *rc is TS_OK; NULL once the
+//  connection failed, which is logged the first time and makes *rc
+//  TS_UNAVAILABLE (every later reply of the pipeline is lost with it).
+static redisReply *
+s_next_reply (ticket_store_t *self, int *rc, const char *what)
+{
+    redisReply *reply = *rc == TS_OK ? cb_redis_get_reply (self->redis) : NULL;
+    if (!reply) {
+        if (*rc == TS_OK)
+            s_unavailable (self, what);
+        *rc = TS_UNAVAILABLE;
+    }
+    return reply;
+}
+
+//  An apply that did not happen: `after` gets back the version and event
+//  count of `before`.
+static void
+s_apply_undone (const cb_ticket_t *before, cb_ticket_t *after)
+{
+    after->version = before->version;
+    after->event_count = before->event_count;
+}
+
 /* ---- public: keys ---- */
 
 cb_ticket_t *
@@ -666,11 +690,8 @@ ticket_store_load_many (ticket_store_t *self, const char *const *ids, size_t n,
     for (size_t i = 0; i < n; i++) {
         if (results [i] != TS_OK)
             continue;
-        redisReply *reply = rc == TS_OK ? cb_redis_get_reply (self->redis) : NULL;
+        redisReply *reply = s_next_reply (self, &rc, "load (pipelined)");
         if (!reply) {
-            if (rc == TS_OK)
-                s_unavailable (self, "load (pipelined)");
-            rc = TS_UNAVAILABLE;
             results [i] = TS_UNAVAILABLE;
             continue;
         }
@@ -813,8 +834,7 @@ s_apply_args (const cb_ticket_t *before, cb_ticket_t *after, const ts_event_t *e
         rc |= s_args_push (keys, argv.v [i], argv.lens [i]);
     s_args_free (&argv);
     if (rc) {
-        after->version = before->version;
-        after->event_count = before->event_count;
+        s_apply_undone (before, after);
         return TS_ERROR;
     }
     return TS_OK;
@@ -839,10 +859,8 @@ s_apply_result (const cb_ticket_t *before, cb_ticket_t *after, const redisReply 
         cb_log (CB_LOG_ERROR, "unexpected reply from apply script", "ticket", before->id,
                 "reply", reply->type == REDIS_REPLY_ERROR ? reply->str : "?", NULL);
     }
-    if (result != TS_OK) {
-        after->version = before->version;
-        after->event_count = before->event_count;
-    }
+    if (result != TS_OK)
+        s_apply_undone (before, after);
     return result;
 }
 
@@ -862,8 +880,7 @@ ticket_store_apply (ticket_store_t *self, const cb_ticket_t *before, cb_ticket_t
                                        (int) keys.count, (const char **) keys.v, keys.lens);
     s_args_free (&keys);
     if (!reply) {
-        after->version = before->version;
-        after->event_count = before->event_count;
+        s_apply_undone (before, after);
         return s_unavailable (self, "apply");
     }
     int result = s_apply_result (before, after, reply);
@@ -907,16 +924,12 @@ ticket_store_apply_many (ticket_store_t *self, ts_change_t *changes, size_t n)
         ts_change_t *c = &changes [i];
         if (c->result != TS_OK)
             continue;
-        redisReply *reply = rc == TS_OK ? cb_redis_get_reply (self->redis) : NULL;
+        redisReply *reply = s_next_reply (self, &rc, "apply (pipelined)");
         if (!reply) {
             //  The outcome of a sent change is unknown: like a single apply
             //  without its reply, the caller reloads and decides again.
-            if (rc == TS_OK)
-                s_unavailable (self, "apply (pipelined)");
-            rc = TS_UNAVAILABLE;
             c->result = TS_UNAVAILABLE;
-            c->after->version = c->before->version;
-            c->after->event_count = c->before->event_count;
+            s_apply_undone (c->before, c->after);
             continue;
         }
         if (cb_reply_is_error (reply, "NOSCRIPT")) {

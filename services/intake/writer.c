@@ -94,6 +94,14 @@ s_flagged (const s_job_t *job)
     return job->t->probable_duplicate_of && *job->t->probable_duplicate_of;
 }
 
+//  An unflagged report goes into the duplicate index; a flagged one does
+//  not: later reports point at the original.
+static bool
+s_gets_indexed (const s_job_t *job)
+{
+    return s_counts_in_kpi (job) && !s_flagged (job);
+}
+
 static void
 s_ring (intake_t *intake, intake_writer_t *writer, const char *id)
 {
@@ -192,8 +200,7 @@ s_create_prepare (s_job_t *job)
     char id [CB_TICKET_ID_MAX] = "";
     if (rc == 0 && job->seq && ts_create_use_seq (job->create, job->seq, id, sizeof id))
         job->seq = 0;                   //  cannot happen with a valid district: the script numbers it
-    //  A flagged report is not indexed: later reports point at the original.
-    if (rc == 0 && s_counts_in_kpi (job) && !s_flagged (job)) {
+    if (rc == 0 && s_gets_indexed (job)) {
         char *saved = job->t->id;
         job->t->id = id;                //  the id it will have (none yet without a number)
         job->add_pending = *id && dup_add_prepare (job->t, &job->add);
@@ -313,13 +320,15 @@ s_reply_check (s_job_t *job, redisReply **replies, bool failed, const char *why)
     return REDIS_BATCH_AGAIN;
 }
 
-//  The index entry was refused: the ticket is stored, unindexed (best
+//  The index entry was not written (`reply`, NULL when none came, or the
+//  connection failed: `why`): the ticket is stored, unindexed (best
 //  effort, as every duplicate step).
 static void
-s_add_failed (s_job_t *job, const redisReply *reply)
+s_add_failed (s_job_t *job, const redisReply *reply, const char *why)
 {
     cb_log (CB_LOG_WARN, "duplicate index not updated", "ticket", job->id, "error",
-            reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply", NULL);
+            why ? why : reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "no reply",
+            NULL);
 }
 
 static int
@@ -348,13 +357,13 @@ s_reply_create (s_job_t *job, redisReply **replies, size_t n, bool failed, const
                 job->add_pending = false;           //  written
             else
             if (!added || !cb_reply_is_error (added, "NOSCRIPT")) {
-                s_add_failed (job, added);
+                s_add_failed (job, added, NULL);
                 job->add_pending = false;
             }
             //  NOSCRIPT: the batcher reloads its scripts; AFTER sends it again.
         }
         else
-        if (s_counts_in_kpi (job) && !s_flagged (job))
+        if (s_gets_indexed (job))
             //  FIND took no number: the entry needs the id the create gave.
             job->add_pending = dup_add_prepare (job->t, &job->add);
         if (job->add_pending) {
@@ -375,12 +384,8 @@ s_reply_create (s_job_t *job, redisReply **replies, size_t n, bool failed, const
 static int
 s_reply_after (s_job_t *job, redisReply **replies, size_t n, bool failed, const char *why)
 {
-    if (failed)
-        cb_log (CB_LOG_WARN, "duplicate index not updated", "ticket", job->id, "error", why,
-                NULL);
-    else
-    if (n < 1 || replies [0]->type == REDIS_REPLY_ERROR)
-        s_add_failed (job, n ? replies [0] : NULL);
+    if (failed || n < 1 || replies [0]->type == REDIS_REPLY_ERROR)
+        s_add_failed (job, n ? replies [0] : NULL, failed ? why : NULL);
     return s_finish (job, INTAKE_SUBMIT_CREATED);
 }
 

@@ -289,14 +289,20 @@ test_not_found_and_bad_ids (void **state)
     assert_int_equal (ticket_store_history (f->store, "nope", &events, &count), TS_NOT_FOUND);
 }
 
+//  fsync every write, so a kill -9 right after the answer loses nothing.
+static void
+s_fsync_always (fixture_t *f)
+{
+    redisReply *reply = cb_redis_command (f->redis, "CONFIG SET appendfsync always");
+    assert_non_null (reply);
+    freeReplyObject (reply);
+}
+
 static void
 test_unavailable_then_recovers (void **state)
 {
     fixture_t *f = *state;
-    //  fsync every write, so a kill -9 right after the answer loses nothing.
-    redisReply *reply = cb_redis_command (f->redis, "CONFIG SET appendfsync always");
-    assert_non_null (reply);
-    freeReplyObject (reply);
+    s_fsync_always (f);
     cb_ticket_t *t = s_new_ticket ("U0104");
     char id [CB_TICKET_ID_MAX];
     assert_int_equal (ticket_store_create (f->store, t, "320105", "app:durable", 3600, &s_app,
@@ -439,9 +445,7 @@ static void
 test_many_while_down_and_after_restart (void **state)
 {
     fixture_t *f = *state;
-    redisReply *reply = cb_redis_command (f->redis, "CONFIG SET appendfsync always");
-    assert_non_null (reply);
-    freeReplyObject (reply);
+    s_fsync_always (f);
     cb_ticket_t *a = s_created (f, "app:many-restart-a");
     ts_event_t ev;
     ts_ops_t *ops = ts_ops_new ();
