@@ -488,9 +488,9 @@ sensor_folds_fold (sensor_folds_t *self, cb_redis_t *redis, const sensor_event_t
                    size_t n, int64_t now_ms, sensor_fold_t *out)
 {
     assert (self && redis && (ev || n == 0) && (out || n == 0));
+    //  Not loaded by sensor_folds_prepare (Redis was away): the first
+    //  append loads it, once per connection (redis.h).
     cb_script_t script = self->fold;
-    if (!script.sha [0] && cb_redis_script_load (redis, &script))
-        return -1;
     char args [12][96];
     const char *argv [12];
     for (size_t i = 0; i < 12; i++)

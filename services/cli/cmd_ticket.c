@@ -322,9 +322,7 @@ static int
 s_collect (cb_redis_t *redis, const char *primary, const char *filter, long long limit,
            s_entry_t **entries_p, size_t *count_p)
 {
-    cb_script_t script = CB_SCRIPT (s_list_lua);
-    if (cb_redis_script_load (redis, &script))
-        return -1;
+    cb_script_t script = CB_SCRIPT (s_list_lua);     //  the first append loads it
     char limit_text [32];
     snprintf (limit_text, sizeof limit_text, "%lld", limit);
     for (int bucket = 0; bucket < CB_BUCKETS; bucket++) {

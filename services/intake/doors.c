@@ -89,7 +89,8 @@ intake_doors_start (intake_t *intake, const cb_config_t *config, cb_redis_t *red
         intake->duplicate_hold = cb_config_bool (config, "CIVICBUS_DUPLICATE_HOLD");
     }
     //  Scripts loaded once here, so threads only read their hashes; when
-    //  Redis is not there yet, each call loads its own copy until restart.
+    //  Redis is not there yet, each thread's connection loads them on
+    //  first use (redis.h).
     if (redis && intake->folds && cb_redis_connect (redis) == 0)
         sensor_folds_prepare (intake->folds, redis);
 
