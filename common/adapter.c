@@ -737,7 +737,7 @@ s_take_order (s_actor_t *self, Civicbus__V1__DispatchOrder *order)
 {
     cb_adapter_t *a = self->adapter;
     const char *id = order->dispatch_id;
-    if (!id || !*id || strlen (id) >= CB_ADAPTER_DISPATCH_ID_MAX || strpbrk (id, " \t\r\n")) {
+    if (!s_journal_id_ok (id)) {
         cb_log (CB_LOG_WARN, "order without a usable dispatch id dropped", NULL);
         return;
     }

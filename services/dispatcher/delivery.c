@@ -380,12 +380,6 @@ done:
     free (which);
 }
 
-static int
-s_same_text (void *a, void *b)
-{
-    return strcmp ((const char *) a, (const char *) b);
-}
-
 //  The history change for a batch of answered orders: "delivered", or
 //  "delivery_refused" with the ticket flagged for the operators. Once
 //  only: when the dspq entry or the dispatch record is gone, another ACK
@@ -405,23 +399,23 @@ s_record_round (self_t *self, zlist_t *answers)
     char (*payloads) [512] = calloc (n, sizeof *payloads);
     char (*whys) [DISPATCH_REASON_MAX + CATALOG_CODE_MAX + 40] = calloc (n, sizeof *whys);
     zlist_t *again = zlist_new ();
-    zlist_t *seen = zlist_new ();
     ticket_actor_t *actors = calloc (n, sizeof *actors);
     size_t m = 0, n_changes = 0;
     if (!batch || !ids || !befores || !results || !changes || !events || !payloads || !whys
-    ||  !again || !seen || !actors) {
+    ||  !again || !actors) {
         //  Out of memory: the answers are dropped; the ack timeout resends
         //  the orders and the adapters ACK them again from their journals.
         for (s_answer_t *a = zlist_pop (answers); a; a = zlist_pop (answers))
             free (a);
         goto done;
     }
-    zlist_comparefn (seen, s_same_text);
     for (s_answer_t *a = zlist_pop (answers); a; a = zlist_pop (answers)) {
-        if (zlist_exists (seen, a->ticket_id))
+        bool seen = false;
+        for (size_t j = 0; j < m && !seen; j++)
+            seen = strcmp (ids [j], a->ticket_id) == 0;
+        if (seen)
             zlist_append (again, a);     //  its ticket's change comes first
         else {
-            zlist_append (seen, a->ticket_id);
             batch [m] = a;
             ids [m] = a->ticket_id;
             m++;
@@ -544,7 +538,6 @@ done:
     free (payloads);
     free (whys);
     free (actors);
-    zlist_destroy (&seen);
     if (again && zlist_size (again) == 0)
         zlist_destroy (&again);
     return again;
