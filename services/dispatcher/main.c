@@ -345,26 +345,29 @@ s_plan_stored (self_t *self, const char *id, const dispatch_plan_t *plan)
     dispatcher_publish (self, plan->after, plan->events, plan->n_events);
 }
 
-//  Loads, decides, stores; reloads and decides again when someone else
-//  changed the ticket in between. Leaves the inbox entry when Redis fails,
-//  so a later sweep retries.
-void
-dispatcher_handle_ticket (self_t *self, const char *id)
+//  Decides and stores ticket `id` (a ticket id); reloads and decides again
+//  when someone else changed it in between. With `loaded`, the first try
+//  uses what a batch already loaded: `before` (owned from here on, NULL
+//  unless `load_rc` is TS_OK) and `load_rc`, ticket_store_load's answer.
+//  Leaves the inbox entry when Redis fails, so a later sweep retries.
+static void
+s_handle_one (self_t *self, const char *id, bool loaded, cb_ticket_t *before, int load_rc)
 {
-    int bucket = ticket_id_bucket (id);
-    if (bucket < 0) {
-        cb_log (CB_LOG_WARN, "doorbell for something that is not a ticket id", "id", id, NULL);
-        return;
-    }
     char inbox_key [32];
-    ts_bucket_key (inbox_key, sizeof inbox_key, "inbox", bucket);
-    self->stats.handled++;
+    ts_bucket_key (inbox_key, sizeof inbox_key, "inbox", ticket_id_bucket (id));
 
     for (int attempt = 0; attempt < CONFLICT_TRIES; attempt++) {
-        if (!dispatcher_may_act (self))
+        bool preloaded = attempt == 0 && loaded;
+        if (!dispatcher_may_act (self)) {
+            if (preloaded && before)
+                civicbus__v1__ticket__free_unpacked (before, NULL);
             return;
-        cb_ticket_t *before = NULL;
-        int rc = ticket_store_load (self->store, id, &before);
+        }
+        int rc = load_rc;
+        if (!preloaded) {
+            before = NULL;
+            rc = ticket_store_load (self->store, id, &before);
+        }
         if (rc == TS_NOT_FOUND) {
             cb_log (CB_LOG_WARN, "no such ticket: doorbell and inbox entry dropped", "ticket", id, NULL);
             s_inbox_remove (self, inbox_key, id);
@@ -437,10 +440,23 @@ dispatcher_handle_ticket (self_t *self, const char *id)
             "ticket", id, NULL);
 }
 
+//  Loads, decides, stores (s_handle_one).
+void
+dispatcher_handle_ticket (self_t *self, const char *id)
+{
+    if (ticket_id_bucket (id) < 0) {
+        cb_log (CB_LOG_WARN, "doorbell for something that is not a ticket id", "id", id, NULL);
+        return;
+    }
+    self->stats.handled++;
+    s_handle_one (self, id, false, NULL, TS_OK);
+}
+
 //  One ticket of a routing batch.
 typedef struct {
     size_t change;                      //  its change + 1 in the batch, 0: none
-    bool alone;                         //  settled by dispatcher_handle_ticket afterwards
+    bool alone;                         //  settled by s_handle_one afterwards
+    bool reload;                        //  ... which loads it again (a conflict)
     dispatch_plan_t plan;
 } s_routed_t;
 
@@ -448,9 +464,10 @@ typedef struct {
 //  pipeline (ticket_store_load_many), planned, and every change stored in
 //  one pipeline (ticket_store_apply_many; each is still its own
 //  compare-and-set). What the batch does not settle goes through
-//  dispatcher_handle_ticket one at a time: a ticket that did not load, a
-//  plan that failed or has nothing to store (SKIP: the inbox entry, the
-//  review clock), a version conflict. An id given twice is handled once.
+//  s_handle_one one at a time: a ticket that did not load or whose plan
+//  failed or has nothing to store (SKIP: the inbox entry, the review
+//  clock), with what the batch loaded; a version conflict, loaded again.
+//  An id given twice is handled once.
 static void
 s_handle_batch (self_t *self, const char *const *ids, size_t n)
 {
@@ -476,6 +493,7 @@ s_handle_batch (self_t *self, const char *const *ids, size_t n)
             repeated = strcmp (ids [j], ids [i]) == 0;
         if (repeated || loaded [i] != TS_OK) {
             item->alone = !repeated;
+            self->stats.handled += !repeated;
             continue;
         }
         int64_t now_ms = cb_clock_now_ms ();
@@ -483,12 +501,12 @@ s_handle_batch (self_t *self, const char *const *ids, size_t n)
                                 &self->actor, now_ms);
         if (rc == 0 && s_plan_clocks (self, tickets [i], &item->plan, now_ms))
             rc = -1;
+        self->stats.handled++;
         if (rc || item->plan.verdict == DISPATCH_SKIP) {
             dispatch_plan_reset (&item->plan);
             item->alone = true;
             continue;
         }
-        self->stats.handled++;
         changes [count] = (ts_change_t) { tickets [i], item->plan.after, item->plan.events,
                                           item->plan.n_events, item->plan.ops, TS_ERROR };
         item->change = ++count;
@@ -507,7 +525,7 @@ s_handle_batch (self_t *self, const char *const *ids, size_t n)
             else
             if (rc == TS_CONFLICT) {
                 self->stats.conflicts++;
-                item->alone = true;
+                item->alone = item->reload = true;
             }
             else
             if (rc == TS_NOT_FOUND)
@@ -516,12 +534,13 @@ s_handle_batch (self_t *self, const char *const *ids, size_t n)
                 self->stats.unavailable++;  //  left in the inbox: a sweep retries
             dispatch_plan_reset (&item->plan);
         }
-        if (tickets [i])
+        if (tickets [i] && !(item->alone && !item->reload))
             civicbus__v1__ticket__free_unpacked (tickets [i], NULL);
     }
     for (size_t i = 0; i < n; i++)
         if (items [i].alone)
-            dispatcher_handle_ticket (self, ids [i]);
+            s_handle_one (self, ids [i], !items [i].reload,
+                          items [i].reload ? NULL : tickets [i], loaded [i]);
     free (items); free (changes); free (tickets); free (loaded);
 }
 
