@@ -156,8 +156,9 @@ bool departments_serves (self_t *self, const char *department);
 //  call them). 0 or -1.
 int delivery_new (self_t *self);
 void delivery_destroy (self_t *self);
-//  A new dispatch of `ticket_id` was stored: its bucket is read in this
-//  loop turn's delivery turn.
+//  A new dispatch of `ticket_id` was stored: its bucket is read in the
+//  next delivery turn, this loop turn's or, for a dispatch made after it
+//  (a sweep, a timer), the next loop turn's, which comes without waiting.
 void delivery_dispatched (self_t *self, const char *ticket_id);
 //  Records the ACKs and refusals taken since the last call, in one
 //  pipelined batch (delivery_send_due calls it after sending, departments.c

@@ -721,6 +721,10 @@ s_run (self_t *self)
         int64_t until_sweep = self->next_sweep_ms - now;
         if (self->next_timers_ms - now < until_sweep)
             until_sweep = self->next_timers_ms - now;
+        //  Orders a sweep or a timer routed after this turn's delivery go
+        //  out at once, not after the next poll (delivery_dispatched).
+        if (self->adapters && self->next_send_ms - now < until_sweep)
+            until_sweep = self->next_send_ms - now;
         int timeout = until_sweep < 0 ? 0 : until_sweep > POLL_MS ? POLL_MS : (int) until_sweep;
         //  Every socket that has input gets its turn (zpoller names only
         //  the first): a doorbell backlog must not starve the adapters'
